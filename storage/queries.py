@@ -1,0 +1,74 @@
+"""Read-only SQL for the CLI `sql` command, the app's console and the examples table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+
+class ReadOnlyViolation(ValueError):
+    pass
+
+
+ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+def check_readonly(sql: str) -> None:
+    """Refuse anything but queries: the console is for looking, imports and jobs are for writing."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ReadOnlyViolation(f"the SQL does not parse: {exc}") from exc
+    if not statements:
+        raise ReadOnlyViolation("no SQL statement given")
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in ALLOWED_STATEMENTS:
+            raise ReadOnlyViolation(
+                f"only read-only queries (SELECT, WITH ... SELECT, EXPLAIN) are allowed here; got a {kind} statement"
+            )
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = None) -> QueryResult:
+    check_readonly(sql)
+    cur = con.cursor()
+    try:
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            result = cur.execute(sql)
+            columns = [d[0] for d in result.description] if result.description else []
+            rows = result.fetchmany(limit) if limit is not None else result.fetchall()
+        finally:
+            cur.execute("ROLLBACK")  # belt and braces: nothing a query did survives
+    finally:
+        cur.close()
+    return QueryResult(columns, rows)
+
+
+def query_examples(
+    con: duckdb.DuckDBPyConnection, dataset: str, where: str | None = None, limit: int = 20, offset: int = 0
+) -> QueryResult:
+    """One page of a dataset's examples; `where` is a user's SQL condition over the example columns."""
+    condition = f"AND ({where})" if where else ""
+    sql = f"""SELECT example_id, text, text_pair, label, label_name, answers, is_impossible, title, orig_id
+              FROM examples WHERE dataset = $dataset {condition}
+              ORDER BY row_idx LIMIT {int(limit)} OFFSET {int(offset)}"""
+    check_readonly(sql)
+    cur = con.cursor()
+    try:
+        result = cur.execute(sql, {"dataset": dataset})
+        columns = [d[0] for d in result.description]
+        return QueryResult(columns, result.fetchall())
+    finally:
+        cur.close()

@@ -1,0 +1,153 @@
+"""Catalog schema as forward migrations: version N is applied once, in order, inside one transaction."""
+
+from __future__ import annotations
+
+import duckdb
+
+# Each entry moves the schema from version N-1 to N. Never edit a released entry: append a new one.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE datasets (
+            name VARCHAR PRIMARY KEY,
+            task VARCHAR NOT NULL,              -- 'classification' | 'qa'
+            n_examples BIGINT NOT NULL,
+            source VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            label_names VARCHAR,                -- JSON list; class index -> name (classification)
+            is_pair BOOLEAN NOT NULL DEFAULT FALSE,
+            version VARCHAR,                    -- 'v1.1' | 'v2.0' for SQuAD files
+            parent VARCHAR,                     -- dataset this one was selected from
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE examples (
+            dataset VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            row_idx BIGINT NOT NULL,            -- position in the source, keeps the file order
+            text VARCHAR NOT NULL,              -- the sentence, or the question for QA
+            text_pair VARCHAR,                  -- the second sentence, or the context for QA
+            label INTEGER,                      -- class index (classification); NULL when unlabeled
+            label_name VARCHAR,
+            answers VARCHAR,                    -- QA: JSON list of {"text", "answer_start"}
+            is_impossible BOOLEAN,              -- QA v2.0: no answer in the context
+            title VARCHAR,
+            orig_id VARCHAR,                    -- adversarial SQuAD: the original question's id
+            PRIMARY KEY (dataset, example_id)
+        );
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            dataset VARCHAR,
+            model VARCHAR,
+            status VARCHAR NOT NULL,
+            epochs_done INTEGER NOT NULL DEFAULT 0,
+            n_epochs INTEGER,
+            config VARCHAR NOT NULL,            -- JSON copy of runs/<id>/config.json
+            created_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            metrics_epochs INTEGER NOT NULL DEFAULT 0  -- epochs folded into example_metrics
+        );
+        CREATE TABLE artifacts (
+            path VARCHAR PRIMARY KEY,           -- relative to the workspace
+            run_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,              -- 'dynamics' | 'eval'
+            epoch INTEGER,
+            rank INTEGER,
+            eval_set VARCHAR,
+            n_rows BIGINT NOT NULL,
+            registered_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE example_metrics (
+            run_id VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            epochs INTEGER NOT NULL,
+            confidence DOUBLE,
+            variability DOUBLE,
+            correctness DOUBLE,
+            forgetting INTEGER,
+            never_learned BOOLEAN,
+            aum DOUBLE,
+            el2n DOUBLE,
+            sensitivity DOUBLE,
+            adv_variability DOUBLE,
+            flip_rate DOUBLE,
+            PRIMARY KEY (run_id, example_id)
+        );
+        CREATE TABLE evaluations (
+            run_id VARCHAR NOT NULL,
+            eval_set VARCHAR NOT NULL,
+            n_examples BIGINT,
+            metrics VARCHAR NOT NULL,           -- JSON: accuracy or exact/f1 (+ HasAns/NoAns, worst case)
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, eval_set)
+        );
+        CREATE TABLE predictions (
+            run_id VARCHAR NOT NULL,
+            eval_set VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            prediction VARCHAR,
+            correct BOOLEAN,
+            score DOUBLE,                        -- F1 for QA, 1/0 for classification
+            PRIMARY KEY (run_id, eval_set, example_id)
+        );
+        CREATE TABLE annotations (
+            dataset VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            tag VARCHAR,
+            note VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE selections (
+            name VARCHAR PRIMARY KEY,            -- also the name of the dataset it created
+            run_id VARCHAR,
+            region VARCHAR NOT NULL,
+            fraction DOUBLE,
+            balanced BOOLEAN,
+            seed INTEGER,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE generation_provenance (
+            dataset VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            pipeline VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            prompt_id VARCHAR,
+            parent_dataset VARCHAR,
+            parent_example_id VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (dataset, example_id)
+        );
+        """,
+    ),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply every migration newer than the catalog; returns the resulting version."""
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the catalog has schema version {version}, newer than this dynascope ({SCHEMA_VERSION}): upgrade dynascope"
+        )
+    for number, sql in MIGRATIONS:
+        if number <= version:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?, current_timestamp)", [number])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        version = number
+    return version

@@ -1,0 +1,1 @@
+"""The Textual app. Reads through storage, launches and watches jobs through engine."""
