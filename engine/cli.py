@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import click
@@ -247,8 +245,9 @@ def main() -> None:
     cli(prog_name="dynascope")
 
 
+# The command modules register themselves on `cli`; imported last because they import this module.
+from engine import cli_analysis, cli_train  # noqa: E402,F401
+
 if __name__ == "__main__":  # pragma: no cover
     main()
 
-
-__all__ = ["cli", "main", "APP_OPENER", "os", "Path"]

@@ -1,0 +1,1 @@
+"""CLI commands for training, evaluation and jobs (registered on `engine.cli.cli`)."""
