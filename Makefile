@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/import.py
+	@for b in bench/*.py; do echo "== $$b"; DYNASCOPE_DATA_DIR=$${DYNASCOPE_DATA_DIR:-$(DATA_DIR)} $(BIN)/python $$b || exit 1; done
 
 check: $(STAMP)
 	$(BIN)/ruff check storage engine tui_app tests bench

@@ -437,7 +437,36 @@ def _tabular_spec(records, columns, origin, place_of, opts, fmt, class_names=Non
     return DatasetSpec("", task, str(origin), fmt, table, label_names=names, is_pair=is_pair)
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the hub endpoint, so an offline machine gets its answer in seconds, not after
+    the hub client's retries with backoff."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_unreachable(name: str) -> BadInputError:
+    return BadInputError(
+        f"'{name}': the Hugging Face hub is unreachable from this machine, so the dataset cannot be "
+        "downloaded; copy the data files here and import a local file instead, e.g. "
+        f"`dynascope import path/to/train.jsonl --name {name.split('/')[-1]}`"
+    )
+
+
 def load_hub(name: str, opts: ImportOptions) -> DatasetSpec:
+    import os
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "")
+    if not offline and not hub_reachable():
+        raise _hub_unreachable(name)
     try:
         import datasets
         from datasets.features import ClassLabel
@@ -452,11 +481,7 @@ def load_hub(name: str, opts: ImportOptions) -> DatasetSpec:
             for word in ("Connection", "offline", "resolve", "Network", "unreachable", "Max retries", "Temporary failure")
         )
         if unreachable or "HF_HUB_OFFLINE" in text or "Couldn't reach" in text:
-            raise BadInputError(
-                f"'{name}': the Hugging Face hub is unreachable from this machine, so the dataset cannot be "
-                "downloaded; copy the data files here and import a local file instead, e.g. "
-                f"`dynascope import path/to/train.jsonl --name {name.split('/')[-1]}`"
-            ) from exc
+            raise _hub_unreachable(name) from exc
         raise BadInputError(f"'{name}': not a readable local file and the hub could not load it ({text})") from exc
     label_feature = ds.features.get(opts.label_col or "label")
     class_names = label_feature.names if isinstance(label_feature, ClassLabel) else None

@@ -79,6 +79,13 @@ def shard_glob(run_dir: Path) -> str:
     return (dynamics_dir(run_dir) / "epoch=*" / "rank=*.parquet").as_posix()
 
 
+def shard_scan_sql(run_dir: Path) -> str:
+    """`read_parquet` over a run's complete shards. Hive partitioning is off: the folder name `epoch=NNN`
+    would otherwise shadow the integer `epoch` column with a string."""
+    glob = shard_glob(run_dir).replace("'", "''")
+    return f"read_parquet('{glob}', hive_partitioning = false, union_by_name = true)"
+
+
 # ---- config.json ---------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ and say which process holds it.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -18,7 +19,7 @@ import duckdb
 from storage.schema import migrate
 from storage.workspace import Workspace
 
-LOCK_WAIT_S = 5.0
+LOCK_WAIT_S = float(os.environ.get("DYNASCOPE_LOCK_WAIT_S", "5"))
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
@@ -38,7 +39,7 @@ def _holder(exc: Exception) -> str:
 
 
 @contextmanager
-def open_catalog(ws: Workspace, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_catalog(ws: Workspace, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the workspace catalog (created and migrated on first use), yield it, and close it.
 
     Always read-write: within one process DuckDB refuses to mix read-only and read-write connections to the
@@ -46,6 +47,7 @@ def open_catalog(ws: Workspace, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.
     `storage.queries.run_readonly_sql`.
     """
     ws.create()
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
     deadline = time.monotonic() + wait_s
     delay = 0.02
     while True:

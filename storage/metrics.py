@@ -1,15 +1,33 @@
-"""Per-example metrics from the dynamics shards, computed in DuckDB SQL (never a Python loop over examples).
+"""Per-example metrics from the dynamics shards, computed in one DuckDB GROUP BY (never a Python loop over examples).
 
-Definitions (Swayamdipta et al. 2020, Toneva et al. 2019, Pleiss et al. 2020, Paul et al. 2021):
-confidence = mean gold probability over epochs; variability = its population std; correctness = fraction of
-epochs predicted correctly; forgetting = number of correct -> incorrect transitions between consecutive epochs;
-never_learned = never correct; AUM = mean margin; EL2N = the row's el2n at the chosen early epoch; with
-adversarial records: sensitivity = mean adversarial loss, adv_variability = its std, flip_rate = fraction of
-epochs where the clean prediction was correct and the attacked one was not.
+Definitions (Swayamdipta et al. 2020, Toneva et al. 2019, Pleiss et al. 2020, Paul et al. 2021, Zheng et al.):
+
+- confidence     mean gold probability over the recorded epochs
+- variability    population standard deviation of the gold probability (numpy's `np.std`, ddof=0)
+- correctness    fraction of the recorded epochs predicted correctly. allenai/cartography reports the *number* of
+                 correct epochs instead: their value = correctness * epochs.
+- forgetting     number of forgetting events: a correct prediction followed, at the example's next recorded
+                 epoch, by an incorrect one (Toneva et al.; allenai/cartography's `compute_forgetfulness`)
+- never_learned  never predicted correctly (cartography stores forgetfulness = 1000 for these; we keep
+                 forgetting = 0 and flag the example instead)
+- aum            mean margin (gold logit minus the largest other logit)
+- el2n           the row's EL2N at the chosen early epoch (NULL when the example has no record at that epoch)
+- sensitivity    mean adversarial loss; adv_variability its population std; flip_rate the fraction of epochs whose
+                 attacked prediction was wrong ("the rate of times the model provides incorrect predictions when the
+                 input is perturbed", Zheng et al.). NULL without adversarial records.
+
+How it is fast: one hash aggregation over the shards keyed by example_id. The per-epoch correctness sequence, which
+forgetting needs in epoch order, is folded into a 64-bit mask (bit e = correct at epoch e) with `bit_or`, which is
+order-free; the correct -> incorrect transitions are then counted with bit operations on one row per example,
+instead of a window function that sorts every (example, epoch) row. Epochs an example misses are bridged first
+(each gap takes the value of the previous recorded epoch, by an occluded fill), so a transition across a gap
+still counts, as in the sequence of the example's presentations. Runs with more than 64 epochs fall back to a
+window function (same result, slower).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -27,53 +45,148 @@ DYNAMICS_COLUMNS = {
     "prediction": "VARCHAR",
 }
 ADVERSARIAL_COLUMNS = {"adv_loss": "DOUBLE", "adv_correct": "BOOLEAN"}
+METRIC_COLUMNS = (
+    "example_id",
+    "epochs",
+    "confidence",
+    "variability",
+    "correctness",
+    "forgetting",
+    "never_learned",
+    "aum",
+    "el2n",
+    "sensitivity",
+    "adv_variability",
+    "flip_rate",
+)
+MASK_EPOCHS = 64  # epochs 0..63 fit the UBIGINT masks
+_EPOCH_RE = re.compile(r"epoch=(\d+)")
 
 
-def metrics_sql(source: str, *, max_epochs: int | None = None, el2n_epoch: int = 0, adversarial: bool = False) -> str:
-    """SQL yielding one row per example. `source` is a relation: a table name or a `read_parquet(...)` call."""
+def _bit(epoch: str = "epoch") -> str:
+    return f"(1::UBIGINT << {epoch}::UBIGINT)"
+
+
+def _fill_gaps(x: str, gaps: str) -> str:
+    """SQL for an occluded fill: every bit of `gaps` takes the value of the nearest lower bit outside `gaps`.
+
+    Kogge-Stone: six shift steps propagate set bits upwards through runs of gap bits of any length < 64.
+    """
+    gen, pro = x, gaps
+    for shift in (1, 2, 4, 8, 16, 32):
+        gen = f"({gen} | ({pro} & {_shl(gen, shift)}))"
+        if shift != 32:
+            pro = f"({pro} & {_shl(pro, shift)})"
+    return gen
+
+
+def _shl(x: str, shift: int) -> str:
+    """Left shift that drops the bits pushed past bit 63 (DuckDB raises on UBIGINT shift overflow)."""
+    low = (1 << (64 - shift)) - 1
+    return f"(({x} & {low}::UBIGINT) << {shift})"
+
+
+def metrics_sql(
+    source: str,
+    *,
+    max_epochs: int | None = None,
+    el2n_epoch: int = 0,
+    adversarial: bool = False,
+    max_epoch: int | None = None,
+) -> str:
+    """SQL yielding one row per example with the columns METRIC_COLUMNS.
+
+    `source` is a relation: a table name or a `read_parquet(...)` call. `max_epochs` keeps only epochs below it;
+    `max_epoch` is the largest epoch number present when known (decides between the bitmask and the window
+    formulation; unknown means the bitmask one, which fails loudly past epoch 63 rather than being wrong).
+    """
     where = f"WHERE epoch < {int(max_epochs)}" if max_epochs is not None else ""
     adv = (
         "avg(adv_loss) AS sensitivity, stddev_pop(adv_loss) AS adv_variability, "
-        "avg(CASE WHEN correct AND NOT adv_correct THEN 1.0 ELSE 0.0 END) AS flip_rate"
+        "avg((NOT adv_correct)::DOUBLE) AS flip_rate"
         if adversarial
         else "NULL::DOUBLE AS sensitivity, NULL::DOUBLE AS adv_variability, NULL::DOUBLE AS flip_rate"
     )
-    return f"""
-        WITH d AS (SELECT * FROM {source} {where}),
-        seq AS (
-            SELECT *, lag(correct) OVER (PARTITION BY example_id ORDER BY epoch) AS prev_correct FROM d
-        )
-        SELECT
-            example_id,
+    common = f"""
             count(*)::INTEGER AS epochs,
             avg(gold_prob) AS confidence,
             stddev_pop(gold_prob) AS variability,
-            avg(correct::INTEGER)::DOUBLE AS correctness,
-            sum(CASE WHEN prev_correct AND NOT correct THEN 1 ELSE 0 END)::INTEGER AS forgetting,
-            NOT bool_or(correct) AS never_learned,
+            avg(correct::DOUBLE) AS correctness,
             avg(margin) AS aum,
-            arg_min(el2n, abs(epoch - {int(el2n_epoch)})) AS el2n,
-            {adv}
+            max(el2n) FILTER (WHERE epoch = {int(el2n_epoch)}) AS el2n,
+            {adv}"""
+    if max_epoch is not None and max_epoch >= MASK_EPOCHS:
+        return f"""
+        WITH seq AS (
+            SELECT *, lag(correct) OVER (PARTITION BY example_id ORDER BY epoch) AS prev_correct
+            FROM {source} {where}
+        )
+        SELECT
+            example_id, {common},
+            count_if(prev_correct AND NOT correct)::INTEGER AS forgetting,
+            NOT bool_or(correct) AS never_learned
         FROM seq
         GROUP BY example_id
-    """
+        """
+    if max_epoch is None:
+        guard = f"CASE WHEN epoch >= {MASK_EPOCHS} THEN error('epoch ' || epoch || ' exceeds the bitmask') ELSE epoch END"
+    else:
+        guard = "epoch"
+    filled = _fill_gaps("cmask", "~pmask")
+    return f"""
+        WITH agg AS (
+            SELECT
+                example_id, {common},
+                bit_or(CASE WHEN correct THEN {_bit(guard)} ELSE 0::UBIGINT END) AS cmask,
+                bit_or({_bit(guard)}) AS pmask,
+                max(epoch) AS last_epoch
+            FROM {source} {where}
+            GROUP BY example_id
+        ),
+        filled AS (SELECT *, {filled} AS fmask FROM agg)
+        SELECT
+            example_id, epochs, confidence, variability, correctness,
+            bit_count(fmask & ~(fmask >> 1) & ((1::UBIGINT << last_epoch::UBIGINT) - 1))::INTEGER AS forgetting,
+            cmask = 0 AS never_learned,
+            aum, el2n, sensitivity, adv_variability, flip_rate
+        FROM filled
+        """
 
 
 def shard_relation(paths: list[Path]) -> str:
+    """A relation over the given shards. Hive partitioning is off: the `epoch=NNN` folders would otherwise
+    turn the file's INTEGER epoch column into a VARCHAR read from the path."""
     quoted = ", ".join("'" + p.as_posix().replace("'", "''") + "'" for p in paths)
-    return f"read_parquet([{quoted}], union_by_name = true)"
+    return f"read_parquet([{quoted}], union_by_name = true, hive_partitioning = false)"
 
 
 def has_adversarial(paths: list[Path]) -> bool:
-    return bool(paths) and "adv_loss" in pq.read_schema(paths[0]).names
+    """True when any shard carries adversarial records (others then read as NULL)."""
+    return any("adv_loss" in pq.read_schema(p).names for p in paths)
+
+
+def max_epoch_of(paths: list[Path]) -> int | None:
+    """The largest epoch number in the shard paths (`.../epoch=NNN/...`), or None when a path does not say."""
+    found = []
+    for p in paths:
+        match = _EPOCH_RE.search(p.as_posix())
+        if not match:
+            return None
+        found.append(int(match.group(1)))
+    return max(found) if found else None
 
 
 def materialise_metrics(con: duckdb.DuckDBPyConnection, run_id: str, paths: list[Path], el2n_epoch: int = 0) -> int:
     """Replace the run's rows in example_metrics with metrics over `paths`; returns the number of examples."""
+    con.execute("DELETE FROM example_metrics WHERE run_id = ?", [run_id])
     if not paths:
         return 0
-    sql = metrics_sql(shard_relation(paths), el2n_epoch=el2n_epoch, adversarial=has_adversarial(paths))
-    con.execute("DELETE FROM example_metrics WHERE run_id = ?", [run_id])
+    sql = metrics_sql(
+        shard_relation(paths),
+        el2n_epoch=el2n_epoch,
+        adversarial=has_adversarial(paths),
+        max_epoch=max_epoch_of(paths),
+    )
     con.execute(
         f"""INSERT INTO example_metrics BY NAME
             SELECT ? AS run_id, * FROM ({sql})""",
@@ -81,3 +194,11 @@ def materialise_metrics(con: duckdb.DuckDBPyConnection, run_id: str, paths: list
     )
     row = con.execute("SELECT count(*) FROM example_metrics WHERE run_id = ?", [run_id]).fetchone()
     return int(row[0]) if row else 0
+
+
+def compute_metrics(con: duckdb.DuckDBPyConnection, paths: list[Path], el2n_epoch: int = 0) -> duckdb.DuckDBPyRelation:
+    """The metrics of shards not (yet) in the catalog, e.g. a run still training; a lazy relation."""
+    sql = metrics_sql(
+        shard_relation(paths), el2n_epoch=el2n_epoch, adversarial=has_adversarial(paths), max_epoch=max_epoch_of(paths)
+    )
+    return con.sql(sql)
