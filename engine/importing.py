@@ -362,8 +362,11 @@ def read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[dict[str
     import csv
 
     # GLUE TSVs hold bare quote characters inside sentences: no quoting for tab-separated files.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    stream = io.StringIO(text, newline="")
+    if delimiter == "\t":
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
     try:
         header = next(reader)
     except StopIteration:
