@@ -1,1 +1,312 @@
-"""CLI commands for metrics, maps, selections and imported dynamics (registered on `engine.cli.cli`)."""
+"""CLI commands for metrics, maps, selections and imported dynamics (registered on `engine.cli.cli`).
+
+    dynascope metrics RUN [--json | --parquet OUT] [--region R] [--limit N] [--bounds A,B]
+    dynascope map RUN [--kind cartography|robustness] [--width W --height H] [--bounds A,B] [--json]
+    dynascope select RUN --region R --fraction F [--balanced] [--seed S] --name NEW [--json]
+    dynascope import-dynamics DIR --format cartography --dataset NAME [--name RUN] [--json]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import duckdb
+
+from engine.cli import (
+    catalog,
+    get_workspace,
+    json_option,
+    print_json,
+    stderr,
+    user_errors,
+    workspace_option,
+)
+from engine.errors import BadInputError
+from engine.regions import (
+    CARTOGRAPHY_REGIONS,
+    MAP_KINDS,
+    ROBUSTNESS_REGIONS,
+    SELECTION_REGIONS,
+    CartographyBounds,
+    RobustnessBounds,
+    cartography_region_sql,
+    parse_bounds,
+    robustness_region_sql,
+)
+from engine.selection import require_metrics, run_info
+
+METRIC_FIELDS = (
+    "epochs",
+    "confidence",
+    "variability",
+    "correctness",
+    "forgetting",
+    "never_learned",
+    "aum",
+    "el2n",
+    "sensitivity",
+    "adv_variability",
+    "flip_rate",
+)
+
+
+def _bounds(kind: str, text: str | None) -> CartographyBounds | RobustnessBounds:
+    try:
+        return parse_bounds(kind, text)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from exc
+
+
+def metrics_query(
+    info: dict[str, Any],
+    cart: CartographyBounds,
+    rob: RobustnessBounds,
+    region: str | None = None,
+    limit: int | None = None,
+) -> tuple[str, list[Any]]:
+    """Per-example metrics joined with the example's label and its map regions, in dataset order."""
+    rob_sql = robustness_region_sql(rob) if info["n_adversarial"] else "NULL::VARCHAR"
+    metric_cols = ", ".join(f"m.{c}" for c in METRIC_FIELDS)
+    params: list[Any] = [info["run_id"], info["dataset"] or ""]
+    where = ""
+    if region:
+        where = "WHERE m.region = ? OR m.robustness_region = ?"
+        params += [region, region]
+    sql = f"""
+        SELECT m.example_id, e.label, e.label_name, m.region, m.robustness_region,
+               round(m.correctness * m.epochs)::INTEGER AS correct_epochs, {metric_cols}
+        FROM (
+            SELECT *, {cartography_region_sql(cart)} AS region, {rob_sql} AS robustness_region
+            FROM example_metrics WHERE run_id = ?
+        ) m
+        LEFT JOIN examples e ON e.dataset = ? AND e.example_id = m.example_id
+        {where}
+        ORDER BY e.row_idx NULLS LAST, m.example_id
+        {f"LIMIT {int(limit)}" if limit is not None else ""}
+    """
+    return sql, params
+
+
+@click.command("metrics")
+@click.argument("run")
+@click.option("--parquet", "parquet_out", type=click.Path(dir_okay=False), default=None, help="write all rows to this Parquet file")
+@click.option("--region", type=click.Choice(CARTOGRAPHY_REGIONS + ROBUSTNESS_REGIONS), default=None, help="only this map region")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="at most N rows (--json; the table shows 10 by default)")
+@click.option("--bounds", default=None, help="cartography map bounds AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE (default 0.2,0.5)")
+@click.option("--robust-bounds", default=None, help="robustness map bounds SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)")
+@workspace_option
+@json_option
+@user_errors
+def metrics_cmd(
+    run: str,
+    parquet_out: str | None,
+    region: str | None,
+    limit: int | None,
+    bounds: str | None,
+    robust_bounds: str | None,
+    workspace: str | None,
+    as_json: bool,
+) -> None:
+    """Per-example metrics of a run (confidence, variability, correctness, forgetting, AUM, EL2N, and
+    sensitivity / adversarial variability / flip rate when recorded), with label and map regions.
+
+    correct_epochs = correctness x epochs is allenai/cartography's `correctness`."""
+    if as_json and parquet_out:
+        raise BadInputError("choose one of --json and --parquet")
+    cart = _bounds("cartography", bounds)
+    rob = _bounds("robustness", robust_bounds)
+    with catalog(get_workspace(workspace)) as con:
+        info = run_info(con, run)
+        require_metrics(info)
+        if parquet_out:
+            sql, params = metrics_query(info, cart, rob, region, limit)  # type: ignore[arg-type]
+            out = Path(parquet_out).expanduser().resolve()
+            if not out.parent.is_dir():
+                raise BadInputError(f"--parquet {parquet_out}: the folder {out.parent} does not exist")
+            quoted = out.as_posix().replace("'", "''")
+            con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)", params)
+            n = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchone()[0]  # type: ignore[index]
+            click.echo(f"wrote {n} rows of run '{run}' to {out}")
+            return
+        if as_json:
+            sql, params = metrics_query(info, cart, rob, region, limit)  # type: ignore[arg-type]
+            cur = con.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+            print_json(rows)
+            return
+        summary = _region_summary(con, info, cart, rob)
+        sql, params = metrics_query(info, cart, rob, region, 10 if limit is None else limit)  # type: ignore[arg-type]
+        cur = con.execute(sql, params)
+        sample = cur.fetchall()
+        cols = [d[0] for d in cur.description]
+    click.echo(f"run {run}: {info['n_metrics']} examples, {info['max_epochs']} epochs (dataset {info['dataset']})")
+    click.echo("")
+    for line in text_table(["map", "region", "examples", "confidence", "variability", "correctness", "forgetting"], summary):
+        click.echo(line)
+    shown = ["example_id", "label_name", "region", "confidence", "variability", "correctness", "forgetting", "aum"]
+    if info["n_adversarial"]:
+        shown += ["robustness_region", "sensitivity", "flip_rate"]
+    idx = [cols.index(c) for c in shown]
+    click.echo("")
+    click.echo(f"first {len(sample)} examples (all of them: --json or --parquet OUT)")
+    for line in text_table(shown, [[r[i] for i in idx] for r in sample]):
+        click.echo(line)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def text_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    """Plain aligned columns (numbers right-aligned): readable in a pipe, a log or a narrow terminal."""
+    cells = [[_fmt(v) for v in row] for row in rows]
+    numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if r[i] is not None)
+               for i in range(len(columns))]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    return [line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells]
+
+
+def _region_summary(
+    con: duckdb.DuckDBPyConnection, info: dict[str, Any], cart: CartographyBounds, rob: RobustnessBounds
+) -> list[list[Any]]:
+    kinds = [("cartography", cartography_region_sql(cart))]
+    if info["n_adversarial"]:
+        kinds.append(("robustness", robustness_region_sql(rob)))
+    out = []
+    for kind, expr in kinds:
+        for region, n, conf, var, corr, forg in con.execute(
+            f"""SELECT {expr} AS region, count(*), avg(confidence), avg(variability), avg(correctness), avg(forgetting)
+                FROM example_metrics WHERE run_id = ? GROUP BY ALL ORDER BY region""",
+            [info["run_id"]],
+        ).fetchall():
+            out.append([kind, region, n, conf, var, corr, forg])
+    return out
+
+
+@click.command("map")
+@click.argument("run")
+@click.option("--kind", type=click.Choice(MAP_KINDS), default="cartography", show_default=True)
+@click.option("--width", type=click.IntRange(min=10, max=400), default=60, show_default=True)
+@click.option("--height", type=click.IntRange(min=5, max=200), default=20, show_default=True)
+@click.option("--bounds", default=None, help="region bounds A,B: cartography AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE "
+              "(default 0.2,0.5); robustness SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)")
+@workspace_option
+@json_option
+@user_errors
+def map_cmd(run: str, kind: str, width: int, height: int, bounds: str | None, workspace: str | None, as_json: bool) -> None:
+    """Print the data map as text: x = variability, y = confidence (cartography), or x = sensitivity,
+    y = adversarial variability (robustness); region boundaries drawn, counts per region below."""
+    from engine.datamap import bin_counts, render_map
+
+    chosen = _bounds(kind, bounds)
+    with catalog(get_workspace(workspace)) as con:
+        info = run_info(con, run)
+        require_metrics(info)
+        if kind == "robustness" and not info["n_adversarial"]:
+            raise BadInputError(
+                f"run '{run}' recorded no adversarial dynamics, so it has no robustness map; "
+                "train with --adversarial-dynamics, or use --kind cartography"
+            )
+        grid = bin_counts(con, run, kind, width, height, chosen)
+    if as_json:
+        print_json(
+            {
+                "run_id": run,
+                "kind": kind,
+                "x": grid.x_label,
+                "y": grid.y_label,
+                "x_range": grid.x_range,
+                "y_range": grid.y_range,
+                "counts": grid.counts,
+                "total": grid.total,
+                "bounds": vars(chosen),
+                "regions": grid.region_counts,
+            }
+        )
+        return
+    click.echo(f"data map of run {run} ({kind})")
+    for line in render_map(grid):
+        click.echo(line)
+
+
+@click.command("select")
+@click.argument("run")
+@click.option("--region", required=True, type=click.Choice(SELECTION_REGIONS), help="which top-p% region (or random)")
+@click.option("--fraction", required=True, type=float, help="share of the run's examples, in (0, 1]")
+@click.option("--balanced", is_flag=True, help="an equal share per label, as far as each label has examples")
+@click.option("--seed", type=int, default=0, show_default=True, help="for --region random")
+@click.option("--name", required=True, help="name of the new dataset")
+@workspace_option
+@json_option
+@user_errors
+def select_cmd(
+    run: str, region: str, fraction: float, balanced: bool, seed: int, name: str, workspace: str | None, as_json: bool
+) -> None:
+    """Make a new dataset NAME from the top FRACTION of a run's examples in a region: easy (highest confidence),
+    ambiguous (highest variability), hard (lowest confidence), robust (lowest sensitivity), non-robust (highest
+    sensitivity), swing (highest adversarial variability), or a seeded random FRACTION."""
+    from engine.selection import select_examples
+
+    with catalog(get_workspace(workspace)) as con:
+        result = select_examples(con, run, region, fraction, name, balanced=balanced, seed=seed)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    groups = ", ".join(f"{g or '-'}: {n}" for g, n in result.per_group.items())
+    click.echo(
+        f"selected {result.n_examples} of {result.n_candidates} examples ({region}, {fraction:g}"
+        f"{', balanced' if balanced else ''}) into dataset '{name}' (parent '{result.source_dataset}'); {groups}"
+    )
+
+
+@click.command("import-dynamics")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["cartography"]), default="cartography", show_default=True)
+@click.option("--dataset", required=True, help="the dataset the dynamics were logged on (guids = example ids)")
+@click.option("--name", "run_name", default=None, help="run id for the import (default: import-<dataset>-<time>)")
+@workspace_option
+@json_option
+@user_errors
+def import_dynamics_cmd(
+    directory: Path, fmt: str, dataset: str, run_name: str | None, workspace: str | None, as_json: bool
+) -> None:
+    """Import training dynamics logged by allenai/cartography (dynamics_epoch_N.jsonl files) as a run."""
+    from engine.cartography_import import import_cartography
+
+    ws = get_workspace(workspace)
+    with stderr.status(f"reading {directory} ..."):
+        result = import_cartography(ws, directory, dataset, run_name)
+    if as_json:
+        print_json(vars(result))
+        return
+    for note in result.notes:
+        stderr.print(f"note: {note}", highlight=False)
+    click.echo(
+        f"imported {result.epochs} epochs of dynamics for {result.n_examples} examples of '{dataset}' "
+        f"as run {result.run_id}"
+    )
+
+
+def register(group: click.Group) -> None:
+    for command in (metrics_cmd, map_cmd, select_cmd, import_dynamics_cmd):
+        group.add_command(command)
+
+
+def _register_on_cli() -> None:
+    from engine.cli import cli
+
+    register(cli)
+
+
+_register_on_cli()

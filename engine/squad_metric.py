@@ -30,10 +30,10 @@ def exact_match(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def f1_score(prediction: str, gold: str) -> float:
+def f1_score(prediction: str, gold: str, v2: bool = True) -> float:
     pred_tokens = normalize_answer(prediction).split()
     gold_tokens = normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:  # v2.0: both empty is a match, one empty is not
+    if v2 and (not pred_tokens or not gold_tokens):  # v2.0: both empty is a match, one empty is not
         return float(pred_tokens == gold_tokens)
     common = Counter(pred_tokens) & Counter(gold_tokens)
     overlap = sum(common.values())
@@ -44,20 +44,30 @@ def f1_score(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def best_over_golds(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
-    """(EM, F1) of one prediction, max over its gold answers; no golds means unanswerable (gold "")."""
-    candidates = [g for g in golds if normalize_answer(g)] or [""]
+def best_over_golds(prediction: str, golds: Sequence[str], v2: bool = False) -> tuple[float, float]:
+    """(EM, F1) of one prediction, max over its gold answers.
+
+    v1.1 (the default) scores against every gold as given, as the v1.1 script does (a gold that normalises to
+    nothing gives F1 0). v2.0 drops golds that normalise to nothing and treats no gold as the answer ""; a
+    question without golds is scored the v2.0 way in either mode.
+    """
+    if v2 or not golds:
+        candidates = [g for g in golds if normalize_answer(g)] or [""]
+        return (
+            max(exact_match(prediction, g) for g in candidates),
+            max(f1_score(prediction, g, v2=True) for g in candidates),
+        )
     return (
-        max(exact_match(prediction, g) for g in candidates),
-        max(f1_score(prediction, g) for g in candidates),
+        max(exact_match(prediction, g) for g in golds),
+        max(f1_score(prediction, g, v2=False) for g in golds),
     )
 
 
 def score_predictions(
-    predictions: Mapping[str, str], golds: Mapping[str, Sequence[str]]
+    predictions: Mapping[str, str], golds: Mapping[str, Sequence[str]], v2: bool = False
 ) -> dict[str, tuple[float, float]]:
     """Per-example (EM, F1) for every gold question; a question without a prediction scores 0."""
-    return {qid: best_over_golds(predictions.get(qid, "\0missing"), answers) for qid, answers in golds.items()}
+    return {qid: best_over_golds(predictions.get(qid, "\0missing"), answers, v2) for qid, answers in golds.items()}
 
 
 def aggregate(per_example: Mapping[str, tuple[float, float]], ids: Iterable[str] | None = None) -> dict[str, float]:
