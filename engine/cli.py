@@ -233,10 +233,16 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
 @user_errors
 def demo_cmd(no_tui: bool, workspace: str | None) -> None:
     """Build a demo workspace from real data, then open the app."""
-    from engine.demo import build_demo
+    from engine.cli_train import follow
+    from engine.demo import build_demo, train_demo_run
 
     ws = get_workspace(workspace)
-    build_demo(ws, log=lambda msg: stderr.print(msg, highlight=False))
+
+    def log(msg: str) -> None:
+        stderr.print(msg, highlight=False)
+
+    build_demo(ws, log=log)
+    train_demo_run(ws, log=log, follow=lambda run_id, proc: follow(ws, run_id, proc))
     if not no_tui:
         open_app(ws)
 

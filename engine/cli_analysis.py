@@ -117,11 +117,12 @@ def metrics_cmd(
         raise BadInputError("choose one of --json and --parquet")
     cart = _bounds("cartography", bounds)
     rob = _bounds("robustness", robust_bounds)
+    assert isinstance(cart, CartographyBounds) and isinstance(rob, RobustnessBounds)  # narrows for mypy
     with catalog(get_workspace(workspace)) as con:
         info = run_info(con, run)
         require_metrics(info)
         if parquet_out:
-            sql, params = metrics_query(info, cart, rob, region, limit)  # type: ignore[arg-type]
+            sql, params = metrics_query(info, cart, rob, region, limit)
             out = Path(parquet_out).expanduser().resolve()
             if not out.parent.is_dir():
                 raise BadInputError(f"--parquet {parquet_out}: the folder {out.parent} does not exist")
@@ -131,14 +132,14 @@ def metrics_cmd(
             click.echo(f"wrote {n} rows of run '{run}' to {out}")
             return
         if as_json:
-            sql, params = metrics_query(info, cart, rob, region, limit)  # type: ignore[arg-type]
+            sql, params = metrics_query(info, cart, rob, region, limit)
             cur = con.execute(sql, params)
             cols = [d[0] for d in cur.description]
             rows = [dict(zip(cols, r)) for r in cur.fetchall()]
             print_json(rows)
             return
         summary = _region_summary(con, info, cart, rob)
-        sql, params = metrics_query(info, cart, rob, region, 10 if limit is None else limit)  # type: ignore[arg-type]
+        sql, params = metrics_query(info, cart, rob, region, 10 if limit is None else limit)
         cur = con.execute(sql, params)
         sample = cur.fetchall()
         cols = [d[0] for d in cur.description]

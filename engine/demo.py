@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.errors import BadInputError
 from engine.importing import ImportOptions, load_source
@@ -63,3 +64,49 @@ def build_demo(ws: Workspace, log: Callable[[str], None] = print) -> list[str]:
         log(f"  {name}: imported {n} examples from {source}")
         imported.append(name)
     return imported
+
+
+DEMO_RUN: dict = {"dataset": "sst2-train", "limit": 1000, "max_length": 48, "epochs": 3, "batch_size": 32, "lr": 1e-4,
+            "seed": 42, "eval": ["sst2-dev"]}
+
+
+def train_demo_run(
+    ws: Workspace, log: Callable[[str], None] = print, follow: Callable[[str, Any], str] | None = None
+) -> str | None:
+    """Train the demo's small SST-2 run with inline dynamics (a job process, as the app would start it) and wait
+    for it; returns its run id. A finished demo run already in the workspace is reused."""
+    import time
+
+    from engine.jobs import create_run, job_info, list_jobs, spawn
+
+    for job in list_jobs(ws):
+        if job["kind"] == "train" and job["dataset"] == DEMO_RUN["dataset"] and job["status"] == "done":
+            log(f"  demo run: {job['run_id']} already trained")
+            return str(job["run_id"])
+    with open_catalog(ws) as con:
+        names = {d["name"] for d in list_datasets(con)}
+    if DEMO_RUN["dataset"] not in names:
+        log("  demo run: no sst2-train dataset; skipped")
+        return None
+    config = {**DEMO_RUN, "eval": [e for e in DEMO_RUN["eval"] if e in names]}
+    run_id = create_run(ws, config)
+    proc = spawn(ws, run_id)
+    log(f"  demo run: training {run_id} ({config['limit']} examples x {config['epochs']} epochs, pid {proc.pid}) ...")
+    if follow is not None:  # the CLI's progress bar, fed by the run's events.jsonl
+        status = follow(run_id, proc)
+        if status != "done":
+            raise RuntimeError(f"the demo run {run_id} ended {status}; see {ws.run_dir(run_id) / 'events.jsonl'}")
+        return run_id
+    seen = 0
+    while True:
+        info = job_info(ws, run_id)
+        if info["epochs_done"] > seen:
+            seen = info["epochs_done"]
+            log(f"    epoch {seen}/{info['n_epochs']} done")
+        if info["status"] in ("done", "failed", "cancelled", "interrupted"):
+            break
+        time.sleep(1.0)
+    if info["status"] != "done":
+        raise RuntimeError(f"the demo run {run_id} ended {info['status']}: {info['message']}")
+    log(f"  demo run: {run_id} done")
+    return run_id

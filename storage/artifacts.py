@@ -199,6 +199,28 @@ class RunState:
             self.logs = (self.logs + [str(event.get("message", ""))])[-50:]
 
 
+def pid_alive(pid: int | None, run_id: str | None = None) -> bool:
+    """The process exists, is not a zombie, and (where /proc tells) is this run's job, not a reused pid."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+            if run_id and run_id.encode() not in (proc / "cmdline").read_bytes():
+                return False
+        except (OSError, IndexError):
+            return False
+    return True
+
+
 def fold_events(events: list[dict[str, Any]]) -> RunState:
     state = RunState()
     for event in events:

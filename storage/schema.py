@@ -135,6 +135,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE example_metrics_v2 RENAME TO example_metrics;
         """,
     ),
+    (
+        3,
+        """
+        -- an evaluation run again rewrites its files in place: the summary's mtime tells sync to re-register it
+        ALTER TABLE artifacts ADD COLUMN source_mtime DOUBLE;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

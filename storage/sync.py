@@ -9,6 +9,7 @@ complete epochs. Running it twice changes nothing the second time.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from storage.artifacts import list_eval_files, list_shards, read_config, run_state
+from storage.artifacts import list_eval_files, list_shards, pid_alive, read_config, run_state
 from storage.catalog import transaction
 from storage.metrics import materialise_metrics
 from storage.workspace import Workspace
@@ -46,19 +47,32 @@ def _relative(ws: Workspace, path: Path) -> str:
     return path.relative_to(ws.root).as_posix()
 
 
+# Another process cannot hold the catalog while we do, but threads of this one can (the app's workers): two
+# syncs interleaving would both see a run as new and register it twice.
+_sync_lock = threading.Lock()
+
+
 def sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
+    with _sync_lock:
+        return _sync(ws, con)
+
+
+def _sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
     report = SyncReport()
     known = {
         row[0]: row[1:]
         for row in con.execute("SELECT run_id, status, epochs_done, metrics_epochs FROM runs").fetchall()
     }
-    registered = {row[0] for row in con.execute("SELECT path FROM artifacts").fetchall()}
+    registered = {row[0]: row[1] for row in con.execute("SELECT path, source_mtime FROM artifacts").fetchall()}
     for run_id in ws.run_ids():
         run_dir = ws.run_dir(run_id)
         config = read_config(run_dir)
         if config is None:
             continue  # the launcher writes config.json last: a folder without it is still being created
         state = run_state(run_dir)
+        if state.status == "running" and not pid_alive(state.pid, run_id):
+            # killed (kill -9, OOM, a reboot) without a last word: resumable from its last complete epoch
+            state.status = "interrupted"
         with transaction(con):
             if run_id not in known:
                 con.execute(
@@ -97,7 +111,7 @@ def sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
                     "INSERT INTO artifacts (path, run_id, kind, epoch, rank, n_rows) VALUES (?, ?, 'dynamics', ?, ?, ?)",
                     [rel, run_id, epoch, rank, n_rows],
                 )
-                registered.add(rel)
+                registered[rel] = None
                 report.shards_registered += 1
 
             metrics_epochs = known[run_id][2] if run_id in known else 0
@@ -108,14 +122,17 @@ def sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
 
             for eval_set, path in list_eval_files(run_dir):
                 rel = _relative(ws, path)
-                if rel in registered:
+                mtime = path.with_suffix(".json").stat().st_mtime
+                if rel in registered and registered[rel] == mtime:
                     continue
-                _register_eval(con, run_id, eval_set, path)
+                _register_eval(con, run_id, eval_set, path)  # replaces an earlier evaluation on the same set
+                con.execute("DELETE FROM artifacts WHERE path = ?", [rel])
                 con.execute(
-                    "INSERT INTO artifacts (path, run_id, kind, eval_set, n_rows) VALUES (?, ?, 'eval', ?, ?)",
-                    [rel, run_id, eval_set, pq.ParquetFile(path).metadata.num_rows],
+                    """INSERT INTO artifacts (path, run_id, kind, eval_set, n_rows, source_mtime)
+                       VALUES (?, ?, 'eval', ?, ?, ?)""",
+                    [rel, run_id, eval_set, pq.ParquetFile(path).metadata.num_rows, mtime],
                 )
-                registered.add(rel)
+                registered[rel] = mtime
                 report.evals_registered += 1
     return report
 

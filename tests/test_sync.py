@@ -115,3 +115,60 @@ def test_eval_results_registered_once(ws):
         metrics = con.execute("SELECT metrics FROM evaluations").fetchall()
         preds = con.execute("SELECT count(*) FROM predictions").fetchone()[0]
     assert json.loads(metrics[0][0]) == {"accuracy": 0.5} and preds == 2
+
+
+def test_running_run_whose_process_is_gone_is_interrupted(ws):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    make_run(ws, "r1", epochs_done=1)
+    append_event(ws.run_dir("r1"), "state", status="running", pid=gone.pid)  # the resumed job, since killed
+    with open_catalog(ws) as con:
+        sync(ws, con)
+        assert con.execute("SELECT status, epochs_done FROM runs").fetchone() == ("interrupted", 1)
+
+
+def test_evaluation_run_again_replaces_the_old_scores(ws):
+    import os
+
+    make_run(ws, "r1", epochs_done=1, status="done")
+    eval_dir = ws.run_dir("r1") / "eval"
+    eval_dir.mkdir(parents=True)
+
+    def write_eval(accuracy: float, mtime: float) -> None:
+        pa.parquet.write_table(
+            pa.table({"example_id": ["a"], "prediction": ["1"], "correct": [accuracy == 1.0], "score": [accuracy]}),
+            eval_dir / "dev.parquet",
+        )
+        (eval_dir / "dev.json").write_text(json.dumps({"n_examples": 1, "metrics": {"accuracy": accuracy}}))
+        os.utime(eval_dir / "dev.json", (mtime, mtime))
+
+    write_eval(0.0, 1_000_000)
+    with open_catalog(ws) as con:
+        assert sync(ws, con).evals_registered == 1
+    write_eval(1.0, 2_000_000)
+    with open_catalog(ws) as con:
+        assert sync(ws, con).evals_registered == 1
+        assert sync(ws, con).evals_registered == 0
+        assert json.loads(con.execute("SELECT metrics FROM evaluations").fetchone()[0]) == {"accuracy": 1.0}
+        assert con.execute("SELECT count(*), bool_and(correct) FROM predictions").fetchone() == (1, True)
+        assert con.execute("SELECT count(*) FROM artifacts WHERE kind = 'eval'").fetchone()[0] == 1
+
+
+def test_threads_syncing_at_once_register_each_run_once(ws):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(5):
+        make_run(ws, f"r{i}", epochs_done=1, status="done")
+
+    def one_sync(_: int) -> int:
+        with open_catalog(ws) as con:  # a connection per thread, as the app's workers do
+            return len(sync(ws, con).runs_added)
+
+    with ThreadPoolExecutor(4) as pool:
+        added = list(pool.map(one_sync, range(8)))
+    assert sum(added) == 5
+    with open_catalog(ws) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 5

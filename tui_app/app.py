@@ -1,82 +1,152 @@
-"""The dynascope app: a home screen listing the workspace's datasets (more screens grow from here)."""
+"""The dynascope app: home, data map, examples, example detail, case studies, jobs, compare and a SQL console.
+
+Rules (DESIGN.md, "The terminal app"): heavy work runs in thread workers that post typed messages; the UI thread
+only paints; the catalog is opened for one unit of work and closed (never held); a failed worker becomes a
+notification, never a traceback on screen.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import Worker, WorkerState
 
-from storage.catalog import open_catalog
-from storage.datasets import list_datasets
-from storage.sync import sync
+from engine.regions import RANKING
 from storage.workspace import Workspace
+from tui_app.config import Settings, load_settings
+from tui_app.data import Bounds, ExampleFilter
+from tui_app.screens.cases import CasesScreen
+from tui_app.screens.compare import CompareScreen
+from tui_app.screens.datamap import DataMapScreen
+from tui_app.screens.detail import DetailScreen
+from tui_app.screens.examples import ExamplesScreen
+from tui_app.screens.home import HomeScreen
+from tui_app.screens.jobs import JobsScreen
+from tui_app.screens.sql import SqlScreen
 
-
-@dataclass
-class DatasetsLoaded(Message):
-    datasets: list[dict[str, Any]]
-
-
-class HomeScreen(Screen[None]):
-    BINDINGS = [Binding("r", "refresh", "Refresh", id="home.refresh")]
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("Datasets", classes="section-title")
-        yield DataTable(id="datasets", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="status")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        table = self.query_one("#datasets", DataTable)
-        table.add_columns("name", "task", "examples", "source")
-        self.action_refresh()
-
-    def action_refresh(self) -> None:
-        self.load_datasets()
-
-    @work(thread=True, exclusive=True, group="home")
-    def load_datasets(self) -> None:
-        ws: Workspace = self.app.workspace  # type: ignore[attr-defined]
-        with open_catalog(ws) as con:
-            sync(ws, con)
-            items = list_datasets(con)
-        self.post_message(DatasetsLoaded(items))
-
-    def on_datasets_loaded(self, message: DatasetsLoaded) -> None:
-        table = self.query_one("#datasets", DataTable)
-        table.clear()
-        for item in message.datasets:
-            table.add_row(item["name"], item["task"], f"{item['n_examples']:,}", item["source"], key=item["name"])
-        count = len(message.datasets)
-        hint = "" if count else "  (import one: dynascope import FILE --name NAME)"
-        self.query_one("#status", Static).update(f"{count} dataset(s){hint}")
+__all__ = ["DynascopeApp", "HomeScreen"]
 
 
 class DynascopeApp(App[None]):
     TITLE = "dynascope"
-    CSS = """
-    .section-title { padding: 0 1; text-style: bold; }
-    #status { padding: 0 1; color: $text-muted; }
-    """
-    BINDINGS = [Binding("q", "quit", "Quit", id="app.quit")]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
+        Binding("f1", "help", "Help", id="app.help", show=False),
+    ]
+    NOTIFICATION_TIMEOUT = 5
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, settings: Settings | None = None, config_path: Path | None = None) -> None:
         super().__init__()
         self.workspace = workspace
+        self.settings = settings or load_settings(config_path)
+        if not os.environ.get("TEXTUAL_ANIMATIONS"):
+            self.animation_level = "none"  # over SSH every frame costs; nothing here needs motion
         self.sub_title = str(workspace.root)
+        self.errors: list[str] = []
 
     def on_mount(self) -> None:
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        if self.settings.theme:
+            if self.settings.theme in self.available_themes:
+                self.theme = self.settings.theme
+            else:
+                self.notify(f"unknown theme {self.settings.theme!r}; keeping {self.theme}", severity="warning")
+        for problem in self.settings.problems:
+            self.notify(problem, severity="warning", timeout=8)
         self.push_screen(HomeScreen())
 
-    def on_worker_state_changed(self, event: Any) -> None:
-        from textual.worker import WorkerState
+    # ---- errors: one handler for every worker --------------------------------------------------------
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker is reported (screens forward theirs here): a notification, never a
+        traceback on screen, and the app goes on."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.notify(str(event.worker.error), title="error", severity="error", timeout=8)
+            error = event.worker.error
+            text = str(error) or type(error).__name__
+            self.errors.append(text)
+            self.notify(text, title=type(error).__name__, severity="error", timeout=10, markup=False)
+
+    # ---- navigation ----------------------------------------------------------------------------------
+
+    def open_map(self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None) -> None:
+        self.push_screen(DataMapScreen(run_id, kind, bounds))
+
+    def open_examples(
+        self,
+        run_id: str | None = None,
+        dataset: str | None = None,
+        region: str | None = None,
+        kind: str = "cartography",
+        bounds: Bounds | None = None,
+    ) -> None:
+        if region is not None and run_id is not None:
+            # most typical of the region first (engine.regions.RANKING: the order top-p% selections use)
+            metric, order = RANKING.get(region, ("confidence", "ASC"))
+            flt = ExampleFilter(dataset="", run_id=run_id, kind=kind, region=region, bounds=bounds or Bounds(),
+                                sort=metric, descending=order == "DESC")
+            self.push_screen(ExamplesScreen(flt))
+        else:
+            self.push_screen(ExamplesScreen(None, run_id=run_id, dataset=dataset))
+
+    def open_detail(self, dataset: str, example_id: str, run_id: str | None = None) -> None:
+        self.push_screen(DetailScreen(dataset, example_id, run_id))
+
+    def open_cases(self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None) -> None:
+        self.push_screen(CasesScreen(run_id, kind, bounds))
+
+    def open_jobs(self, run_id: str | None = None, new: bool = False, preset: dict[str, Any] | None = None) -> None:
+        self.push_screen(JobsScreen(run_id, new=new, preset=preset))
+
+    def open_compare(self) -> None:
+        self.push_screen(CompareScreen())
+
+    def open_sql(self) -> None:
+        self.push_screen(SqlScreen())
+
+    def go_home(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        action = getattr(self.screen, "action_help", None)
+        if action is not None:
+            action()
+
+    # ---- command palette: every screen and the current screen's keys ---------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Home", "Back to the home screen", self.go_home)
+        yield SystemCommand("Data map", "Confidence vs variability of the latest run", self.open_map)
+        yield SystemCommand("Examples", "The examples table of the latest run", self.open_examples)
+        yield SystemCommand("Case studies", "Representative examples per region", self.open_cases)
+        yield SystemCommand("Jobs", "Running and finished jobs, with progress and logs", self.open_jobs)
+        yield SystemCommand("New job", "Launch train / retrain / evaluate", lambda: self.open_jobs(new=True))
+        yield SystemCommand("Compare runs", "Runs x evaluation sets", self.open_compare)
+        yield SystemCommand("SQL console", "Read-only SQL over the catalog", self.open_sql)
+        seen = set()
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or binding.system or binding.action in seen:
+                continue
+            if binding.action in ("back", "help", "search", "quit"):
+                continue
+            seen.add(binding.action)
+            node = active.node
+
+            def run(node: Any = node, action: str = binding.action) -> None:
+                self.call_later(self.run_action, action, node)
+
+            yield SystemCommand(
+                f"{type(screen).__name__.replace('Screen', '')}: {binding.description}",
+                f"key {self.get_key_display(binding)}",
+                run,
+            )
+

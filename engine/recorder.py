@@ -1,0 +1,78 @@
+"""Per-example training dynamics: rows are gathered in memory during an epoch and written once, at epoch end, as
+one Parquet shard per rank (`storage.artifacts.write_shard`: temp name + rename, so a crash never leaves a
+half shard where sync would find it).
+
+Distributed sampling pads ranks with repeated examples so every rank takes the same number of steps; the sampler
+marks those repeats and the recorder drops them, so an epoch holds each example exactly once across ranks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from storage.artifacts import write_shard
+
+BASE_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("rank", pa.int32()),
+        ("example_id", pa.string()),
+        ("gold_prob", pa.float64()),
+        ("correct", pa.bool_()),
+        ("loss", pa.float64()),
+        ("margin", pa.float64()),
+        ("el2n", pa.float64()),
+        ("prediction", pa.string()),
+    ]
+)
+ROW_COLUMNS = [n for n in BASE_SCHEMA.names if n not in ("epoch", "rank")]
+
+
+class EpochRecorder:
+    """Collects the dynamics rows of one rank for one epoch."""
+
+    def __init__(self, rank: int, extra_columns: dict[str, pa.DataType] | None = None) -> None:
+        self.rank = rank
+        self.extra = dict(extra_columns or {})
+        self.schema = BASE_SCHEMA
+        for name, dtype in self.extra.items():
+            self.schema = self.schema.append(pa.field(name, dtype))
+        self.columns: dict[str, list[Any]] = {}
+        self.epoch = -1
+        self.seen: set[str] = set()
+        self.reset(0)
+
+    def reset(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.columns = {name: [] for name in ROW_COLUMNS + list(self.extra)}
+        self.seen = set()
+
+    def add(self, rows: dict[str, list[Any]], keep: list[bool] | None = None) -> None:
+        """Add one batch of rows; `keep[i]` false marks a sampler repeat, which is dropped."""
+        n = len(rows["example_id"])
+        chosen = range(n) if keep is None else [i for i in range(n) if keep[i]]
+        for i in chosen:
+            example_id = rows["example_id"][i]
+            if example_id in self.seen:  # belt and braces: a repeat the sampler did not flag
+                continue
+            self.seen.add(example_id)
+            for name, values in self.columns.items():
+                values.append(rows[name][i])
+
+    def __len__(self) -> int:
+        return len(self.columns["example_id"])
+
+    def table(self) -> pa.Table:
+        n = len(self)
+        data = {"epoch": [self.epoch] * n, "rank": [self.rank] * n, **self.columns}
+        return pa.table(data, schema=self.schema)
+
+    def totals(self) -> tuple[float, float, int]:
+        """(sum of losses, number correct, rows): reduced across ranks for the epoch summary."""
+        return float(sum(self.columns["loss"])), float(sum(bool(c) for c in self.columns["correct"])), len(self)
+
+    def write(self, run_dir: Path) -> Path:
+        return write_shard(run_dir, self.epoch, self.rank, self.table())

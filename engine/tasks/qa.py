@@ -1,0 +1,235 @@
+"""Extractive QA (SQuAD v1.1 and v2.0) with long contexts split into overlapping windows.
+
+Windows: the fast tokenizer's `return_overflowing_tokens` with a stride; `return_offsets_mapping` maps each
+context token back to its characters, so a token span becomes a character span of the original context.
+Training targets follow the usual Hugging Face convention: a window that holds the whole (first) gold answer
+points at its tokens; any other window, and every window of an unanswerable v2.0 question, points at [CLS].
+
+Dynamics, per example (all scores are log-probabilities: log p(start) + log p(end) within one window, so spans of
+different windows are comparable):
+- gold_prob = p(start = gold start) * p(end = gold end) in the window holding the answer (the best one if several);
+  an example whose answer lies outside every window gets gold_prob 0, answer_in_window false, and null margin
+  and EL2N (nothing to measure), and its loss is the mean loss of its windows (the [CLS] targets it trained on).
+- margin (log space) = gold span score minus the best other span score in that same window (valid spans of at
+  most `max_answer_length` tokens inside the context; for v2.0 the [CLS] "no answer" counts as a span).
+- el2n = mean over start and end of || softmax - one-hot(gold) ||_2 in that window.
+- loss = that window's training loss (mean of start and end cross-entropy).
+- prediction = the best valid span over all windows; for v2.0 "" (no answer) when the [CLS] score beats it
+  (the smallest [CLS] score over the windows, as the Hugging Face post-processing does).
+- correct = the prediction equals a gold answer after SQuAD normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForQuestionAnswering
+
+from engine.squad_metric import best_over_golds
+from engine.tasks import Batch, ForwardOut, model_inputs, pad_sequences
+
+NEG = -1e4  # masks padding out of the start/end softmax (finite: -inf would turn 0 * inf into NaN)
+
+
+@dataclass
+class Window:
+    input_ids: list[int]
+    token_type_ids: list[int] | None
+    offsets: np.ndarray  # [L, 2] character offsets into the context; (-1, -1) outside the context
+    start: int  # training target token positions ([CLS] = 0 when the answer is not in this window)
+    end: int
+    has_gold: bool  # the window holds the gold answer (always true for an unanswerable question: [CLS])
+
+
+@dataclass
+class QAItem:
+    example_id: str
+    context: str
+    golds: list[str]
+    windows: list[Window]
+
+
+class QAAdapter:
+    task = "qa"
+    extra_columns: dict[str, pa.DataType] = {"answer_in_window": pa.bool_(), "n_windows": pa.int32()}
+
+    def __init__(
+        self, tokenizer: Any, *, max_length: int, stride: int | None, allow_null: bool, max_answer_length: int = 30
+    ) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("extractive QA needs a fast tokenizer (offsets and overflowing windows)")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        # The question may take at most half the window, so the stride always fits in what is left.
+        self.max_question = max(4, max_length // 2 - 2)
+        self.stride = min(stride if stride is not None else max_length // 4, max_length // 4)
+        self.allow_null = allow_null
+        self.max_answer_length = max_answer_length
+
+    def model_class(self) -> Any:
+        return AutoModelForQuestionAnswering
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _cap_questions(self, questions: list[str]) -> list[str]:
+        enc = self.tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
+        out = []
+        for q, offs in zip(questions, enc["offset_mapping"]):
+            out.append(q if len(offs) <= self.max_question else q[: offs[self.max_question - 1][1]])
+        return out
+
+    def encode(self, table: pa.Table) -> list[QAItem]:
+        ids = [str(x) for x in table.column("example_id").to_pylist()]
+        questions = self._cap_questions([q.lstrip() for q in table.column("text").to_pylist()])
+        contexts = table.column("text_pair").to_pylist()
+        answers = [json.loads(a) if a else [] for a in table.column("answers").to_pylist()]
+        impossible = (
+            table.column("is_impossible").to_pylist() if "is_impossible" in table.column_names else [None] * len(ids)
+        )
+        enc = self.tokenizer(
+            questions,
+            contexts,
+            truncation="only_second",
+            max_length=self.max_length,
+            stride=self.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        items = [
+            QAItem(ids[i], contexts[i], [a["text"] for a in answers[i]], [])
+            for i in range(len(ids))
+        ]
+        type_ids = enc.get("token_type_ids")
+        for f, ex in enumerate(enc["overflow_to_sample_mapping"]):
+            seq = np.array([-1 if s is None else s for s in enc.sequence_ids(f)])
+            offsets = np.array(enc["offset_mapping"][f], dtype=np.int64)
+            offsets[seq != 1] = -1
+            start = end = 0
+            unanswerable = bool(impossible[ex]) or not answers[ex]
+            has_gold = unanswerable
+            if not unanswerable:
+                s_char = answers[ex][0]["answer_start"]
+                e_char = s_char + len(answers[ex][0]["text"])
+                ctx = np.nonzero(seq == 1)[0]
+                if len(ctx) and offsets[ctx[0], 0] <= s_char and offsets[ctx[-1], 1] >= e_char:
+                    # first token ending after the answer start; last token starting before the answer end
+                    start = int(ctx[np.nonzero(offsets[ctx, 1] > s_char)[0][0]])
+                    end = int(ctx[np.nonzero(offsets[ctx, 0] < e_char)[0][-1]])
+                    has_gold = True
+            items[ex].windows.append(
+                Window(enc["input_ids"][f], type_ids[f] if type_ids is not None else None, offsets, start, end, has_gold)
+            )
+        return items
+
+    def collate(self, items: list[QAItem]) -> Batch:
+        windows = [w for it in items for w in it.windows]
+        owner = [j for j, it in enumerate(items) for _ in it.windows]
+        input_ids = pad_sequences([w.input_ids for w in windows], self.tokenizer.pad_token_id or 0)
+        width = input_ids.shape[1]
+        context = torch.zeros((len(windows), width), dtype=torch.bool)
+        for i, w in enumerate(windows):
+            context[i, : len(w.offsets)] = torch.from_numpy(w.offsets[:, 0] >= 0)
+        tensors = {
+            "input_ids": input_ids,
+            "attention_mask": pad_sequences([[1] * len(w.input_ids) for w in windows], 0),
+            "start_positions": torch.tensor([w.start for w in windows], dtype=torch.long),
+            "end_positions": torch.tensor([w.end for w in windows], dtype=torch.long),
+            "context_mask": context,
+        }
+        if windows[0].token_type_ids is not None:
+            tensors["token_type_ids"] = pad_sequences([w.token_type_ids or [] for w in windows], 0)
+        meta = {"owner": owner, "items": items, "windows": windows}
+        return Batch(tensors, [it.example_id for it in items], meta)
+
+    def forward(self, model: Any, batch: Batch) -> ForwardOut:
+        out = model(**model_inputs(batch))
+        pad = batch.tensors["attention_mask"] == 0
+        start_lp = out.start_logits.float().masked_fill(pad, NEG).log_softmax(-1)
+        end_lp = out.end_logits.float().masked_fill(pad, NEG).log_softmax(-1)
+        s, e = batch.tensors["start_positions"], batch.tensors["end_positions"]
+        losses = -(start_lp.gather(1, s[:, None]).squeeze(1) + end_lp.gather(1, e[:, None]).squeeze(1)) / 2
+        return ForwardOut(losses, {"start_lp": start_lp, "end_lp": end_lp})
+
+    @torch.no_grad()
+    def window_scores(self, batch: Batch, out: ForwardOut) -> dict[str, list[Any]]:
+        """Per window: best valid span (score, token start, token end), [CLS] score, gold score, margin, EL2N."""
+        start_lp = out.logits["start_lp"].detach()
+        end_lp = out.logits["end_lp"].detach()
+        n, width = start_lp.shape
+        ctx = batch.tensors["context_mask"]
+        s, e = batch.tensors["start_positions"], batch.tensors["end_positions"]
+        band = torch.ones((width, width), dtype=torch.bool, device=start_lp.device).triu()
+        band &= ~torch.ones_like(band).triu(self.max_answer_length)  # 0 <= end - start < max_answer_length
+        valid = band[None] & ctx[:, :, None] & ctx[:, None, :]
+        scores = start_lp[:, :, None] + end_lp[:, None, :]
+        spans = scores.masked_fill(~valid, float("-inf"))
+        best, flat = spans.view(n, -1).max(-1)
+        null = start_lp[:, 0] + end_lp[:, 0]
+        rows = torch.arange(n, device=start_lp.device)
+        gold = scores[rows, s, e]
+        others = spans.clone()
+        if self.allow_null:
+            others[:, 0, 0] = null
+        others[rows, s, e] = float("-inf")
+        other_best = others.view(n, -1).max(-1).values
+        el2n = (
+            (start_lp.exp() - F.one_hot(s, width).float()).norm(dim=-1)
+            + (end_lp.exp() - F.one_hot(e, width).float()).norm(dim=-1)
+        ) / 2
+        return {
+            "best": best.tolist(),
+            "best_start": (flat // width).tolist(),
+            "best_end": (flat % width).tolist(),
+            "null": null.tolist(),
+            "gold": gold.tolist(),
+            "margin": (gold - other_best).tolist(),
+            "el2n": el2n.tolist(),
+            "loss": out.losses.detach().float().tolist(),
+        }
+
+    def record(self, batch: Batch, out: ForwardOut) -> dict[str, list[Any]]:
+        w = self.window_scores(batch, out)
+        items: list[QAItem] = batch.meta["items"]
+        windows: list[Window] = batch.meta["windows"]
+        by_item: list[list[int]] = [[] for _ in items]
+        for i, j in enumerate(batch.meta["owner"]):
+            by_item[j].append(i)
+        cols: dict[str, list[Any]] = {
+            k: [] for k in ("example_id", "gold_prob", "correct", "loss", "margin", "el2n", "prediction")
+        }
+        cols["answer_in_window"], cols["n_windows"] = [], []
+        for item, feats in zip(items, by_item):
+            holding = [i for i in feats if windows[i].has_gold]
+            if holding:
+                g = max(holding, key=lambda i: w["gold"][i])
+                gold_prob, loss, margin, el2n = float(np.exp(w["gold"][g])), w["loss"][g], w["margin"][g], w["el2n"][g]
+            else:
+                gold_prob, loss, margin, el2n = 0.0, float(np.mean([w["loss"][i] for i in feats])), None, None
+            prediction = self._predict(item, feats, windows, w)
+            cols["example_id"].append(item.example_id)
+            cols["gold_prob"].append(gold_prob)
+            cols["correct"].append(best_over_golds(prediction, item.golds)[0] == 1.0)
+            cols["loss"].append(loss)
+            cols["margin"].append(margin)
+            cols["el2n"].append(el2n)
+            cols["prediction"].append(prediction)
+            cols["answer_in_window"].append(bool(holding))
+            cols["n_windows"].append(len(feats))
+        return cols
+
+    def _predict(self, item: QAItem, feats: list[int], windows: list[Window], w: dict[str, list[Any]]) -> str:
+        candidates = [i for i in feats if w["best"][i] != float("-inf")]
+        if not candidates:
+            return ""
+        b = max(candidates, key=lambda i: w["best"][i])
+        if self.allow_null and min(w["null"][i] for i in feats) > w["best"][b]:
+            return ""
+        offsets = windows[b].offsets
+        return item.context[int(offsets[w["best_start"][b], 0]) : int(offsets[w["best_end"][b], 1])]

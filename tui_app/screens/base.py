@@ -1,0 +1,76 @@
+"""What every screen shares: back / help / search keys, the workspace, and one-unit-of-work catalog access."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import duckdb
+from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker
+
+from storage.catalog import open_catalog
+from storage.sync import sync
+from storage.workspace import Workspace
+
+T = TypeVar("T")
+
+
+class BaseScreen(Screen[None]):
+    """`q`/`escape` back, `?` help, `/` search; subclasses add their own keys (each binding has an id)."""
+
+    BINDINGS = [
+        Binding("q,escape", "back", "Back", id="nav.back"),
+        Binding("question_mark", "help", "Help", id="nav.help"),
+        Binding("slash", "search", "Search", id="nav.search", show=False),
+    ]
+    TITLE_TEXT = "dynascope"
+
+    @property
+    def ws(self) -> Workspace:
+        return self.app.workspace  # type: ignore[attr-defined,no-any-return]
+
+    @contextmanager
+    def catalog(self, do_sync: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the catalog for one unit of work (call from a worker thread), optionally syncing first."""
+        with open_catalog(self.ws) as con:
+            if do_sync:
+                sync(self.ws, con)
+            yield con
+
+    def with_catalog(self, fn: Callable[..., T], *args: Any, do_sync: bool = False) -> T:
+        with self.catalog(do_sync) as con:
+            return fn(con, *args)
+
+    def on_mount(self) -> None:
+        self.app.sub_title = self.TITLE_TEXT
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker.StateChanged does not bubble: every screen hands its workers' endings to the app's one handler.
+        self.app.on_worker_state_changed(event)  # type: ignore[attr-defined]
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
+
+    def action_help(self) -> None:
+        from tui_app.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen(self))
+
+    def action_search(self) -> None:
+        self.notify("no search on this screen", timeout=2)
+
+
+class BaseModal(ModalScreen[T]):
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel", id="modal.cancel")]
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.on_worker_state_changed(event)  # type: ignore[attr-defined]

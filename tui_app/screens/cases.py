@@ -1,0 +1,155 @@
+"""Case studies: per region, a seeded sample of representative examples (nearest the region's centre, or random);
+exported to Markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Static
+
+from storage.artifacts import write_atomic_bytes
+from tui_app import data
+from tui_app.data import Bounds
+from tui_app.screens.base import BaseScreen
+from tui_app.widgets import fill_table
+
+CASE_COLUMNS = ["region", "#", "example", "conf", "var", "correct", "text"]
+
+
+@dataclass
+class CasesLoaded(Message):
+    run: dict[str, Any] | None
+    studies: dict[str, list[dict[str, Any]]]
+
+
+@dataclass
+class CasesExported(Message):
+    path: Path
+
+
+class CasesScreen(BaseScreen):
+    TITLE_TEXT = "case studies"
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="cases.open"),
+        Binding("m", "mode", "Centre/random", id="cases.mode"),
+        Binding("s", "reseed", "New seed", id="cases.seed"),
+        Binding("plus,equals_sign", "size(1)", "More", id="cases.more"),
+        Binding("minus", "size(-1)", "Fewer", id="cases.fewer"),
+        Binding("e", "export", "Export .md", id="cases.export"),
+    ]
+    DEFAULT_CSS = """
+    CasesScreen #cases-title { height: 1; padding: 0 1; background: $boost; }
+    CasesScreen DataTable { height: 1fr; }
+    """
+
+    def __init__(
+        self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None,
+        per_region: int = 5, mode: str = "centre", seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.run_id, self.kind, self.bounds = run_id, kind, bounds or Bounds()
+        self.per_region, self.mode, self.seed = per_region, mode, seed
+        self.run: dict[str, Any] | None = None
+        self.studies: dict[str, list[dict[str, Any]]] = {}
+        self.last_export: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="cases-title")
+        yield DataTable(id="cases", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one(DataTable)
+        fill_table(table, CASE_COLUMNS, [])
+        table.focus()
+        self.load()
+
+    def describe(self) -> str:
+        how = "nearest the centre" if self.mode == "centre" else f"random, seed {self.seed}"
+        return f"{self.per_region} per region, {how}"
+
+    @work(thread=True, exclusive=True, group="cases", exit_on_error=False)
+    def load(self) -> None:
+        with self.catalog(do_sync=True) as con:
+            run_id = self.run_id or data.latest_run_with_metrics(con)
+            run = data.get_run(con, run_id) if run_id else None
+            if run is None:
+                self.post_message(CasesLoaded(None, {}))
+                return
+            kind = self.kind if run["n_adv"] else "cartography"
+            self.kind = kind
+            studies = data.case_studies(
+                con, run["run_id"], run["dataset"], kind, self.bounds, self.per_region, self.mode, self.seed
+            )
+        self.post_message(CasesLoaded(run, studies))
+
+    def on_cases_loaded(self, message: CasesLoaded) -> None:
+        title = self.query_one("#cases-title", Static)
+        if message.run is None:
+            title.update("no run with per-example metrics yet")
+            return
+        self.run, self.studies = message.run, message.studies
+        self.run_id = message.run["run_id"]
+        title.update(
+            f"run {self.run_id} · {self.kind} · {self.bounds.describe(self.kind)} · {self.describe()}"
+        )
+        rows: list[tuple[str | None, list[str]]] = []
+        for region, found in message.studies.items():
+            for row in found:
+                text = " ".join(str(row["text"]).split())
+                rows.append((f"{region}\t{row['example_id']}", [
+                    region, str(row["rnk"]), str(row["example_id"]), f"{row['confidence']:.3f}",
+                    f"{row['variability']:.3f}", f"{row['correctness']:.2f}", text[:60],
+                ]))
+        fill_table(self.query_one(DataTable), CASE_COLUMNS, rows, max_width=60)
+
+    def action_mode(self) -> None:
+        self.mode = "random" if self.mode == "centre" else "centre"
+        self.load()
+
+    def action_reseed(self) -> None:
+        self.mode = "random"
+        self.seed += 1
+        self.load()
+
+    def action_size(self, delta: int) -> None:
+        self.per_region = max(1, min(50, self.per_region + delta))
+        self.load()
+
+    def action_open(self) -> None:
+        table = self.query_one(DataTable)
+        if self.run is None or table.row_count == 0:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if key:
+            self.app.open_detail(self.run["dataset"], str(key).split("\t", 1)[1], self.run_id)  # type: ignore[attr-defined]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_export(self) -> None:
+        if self.run is None:
+            return
+        self.export(self.run, self.studies)
+
+    @work(thread=True, exclusive=True, group="cases-export", exit_on_error=False)
+    def export(self, run: dict[str, Any], studies: dict[str, list[dict[str, Any]]]) -> None:
+        text = data.case_studies_markdown(
+            run["run_id"], run["dataset"], self.kind, self.bounds, self.mode, self.seed, studies
+        )
+        path = data.export_path(self.ws, run["run_id"], self.kind)
+        write_atomic_bytes(path, text.encode())
+        self.post_message(CasesExported(path))
+
+    def on_cases_exported(self, message: CasesExported) -> None:
+        self.last_export = message.path
+        self.notify(f"case studies written to {message.path}", timeout=6)

@@ -1,0 +1,255 @@
+"""Data map: confidence vs variability (or sensitivity vs adversarial variability), drawn from binned counts,
+coloured by region, boundaries movable from the keyboard, live counts per region."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Header, Static
+
+from storage.artifacts import run_state
+from tui_app import data
+from tui_app.data import REGIONS, Bounds, MapGrid
+from tui_app.screens.base import BaseScreen
+from tui_app.widgets import REGION_COLOURS, DataMapView, grid_size
+
+
+@dataclass
+class MapLoaded(Message):
+    run: dict[str, Any] | None
+    kind: str
+    grid: MapGrid | None
+    counts: dict[str, int]
+    bounds: Bounds
+
+
+@dataclass
+class CountsLoaded(Message):
+    counts: dict[str, int]
+    bounds: Bounds
+
+
+LIVE_S = 3.0  # how often the map of a running job looks for a newly finished epoch (events.jsonl only)
+SIDE_W = 34  # the counts panel
+CHROME_H = 3  # header, title line, footer
+
+
+class DataMapScreen(BaseScreen):
+    TITLE_TEXT = "data map"
+    BINDINGS = [
+        Binding("left,h", "move('x', -1)", "Line ←", id="datamap.x_down", show=False),
+        Binding("right,l", "move('x', 1)", "Line →", id="datamap.x_up", show=False),
+        Binding("down,j", "move('y', -1)", "Line ↓", id="datamap.y_down", show=False),
+        Binding("up,k", "move('y', 1)", "Line ↑", id="datamap.y_up", show=False),
+        Binding("1", "select_region(0)", "Region 1", show=False, id="datamap.region1"),
+        Binding("2", "select_region(1)", "Region 2", show=False, id="datamap.region2"),
+        Binding("3", "select_region(2)", "Region 3", show=False, id="datamap.region3"),
+        Binding("tab", "next_region", "Next region", id="datamap.next_region", show=False),
+        Binding("enter", "open_region", "Examples", id="datamap.open_region"),
+        Binding("t", "toggle_kind", "Cartography/robustness", id="datamap.toggle_kind", show=False),
+        Binding("c", "cases", "Case studies", id="datamap.cases"),
+        Binding("R", "retrain", "Retrain on region", id="datamap.retrain"),
+        Binding("0", "reset", "Reset bounds", id="datamap.reset", show=False),
+    ]
+    DEFAULT_CSS = """
+    DataMapScreen #map-title { height: 1; padding: 0 1; text-style: bold; }
+    DataMapScreen #map-body { height: 1fr; }
+    DataMapScreen DataMapView { width: 1fr; height: 1fr; }
+    DataMapScreen #side { width: 34; padding: 0 1; border-left: solid $panel; }
+    DataMapScreen #counts { height: auto; }
+    DataMapScreen #legend { height: auto; color: $text-muted; margin-top: 1; }
+    """
+
+    def __init__(self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.kind = kind
+        self.bounds = bounds or Bounds()
+        self.grid: MapGrid | None = None
+        self.run: dict[str, Any] | None = None
+        self.counts: dict[str, int] = {}
+        self.selected_region: str = REGIONS[kind][0]
+        self._grid_size: tuple[int, int] = (0, 0)
+        self._resize_timer: Any = None
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="map-title")
+        with Horizontal(id="map-body"):
+            yield DataMapView(id="map")
+            with Vertical(id="side"):
+                yield Static("", id="counts")
+                yield Static(
+                    "←/→ move the vertical line\n↑/↓ move the horizontal line\n1-3/tab pick region\n"
+                    "enter examples of region\nt cartography/robustness\nc case studies  0 reset",
+                    id="legend",
+                )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(DataMapView).focus()
+        # Start the query now, sized from the terminal (the layout is not measured before the first refresh);
+        # a resize handler re-bins if the map turns out to have another size.
+        width, height = self.app.size
+        self._grid_size = grid_size(width - SIDE_W, height - CHROME_H)
+        self.load_map(self.run_id, self.kind, self.bounds, *self._grid_size)
+        self.set_interval(LIVE_S, self.check_live)
+
+    def check_live(self) -> None:
+        """A run still training gains epochs: re-read the map when its events say one more finished."""
+        if self.run is not None and self.run.get("status") in ("created", "running") and self.app.screen is self:
+            self.watch_run(self.run["run_id"], int(self.run.get("epochs_done") or 0))
+
+    @work(thread=True, exclusive=True, group="map-live", exit_on_error=False)
+    def watch_run(self, run_id: str, epochs_seen: int) -> None:
+        state = run_state(self.ws.run_dir(run_id))
+        if state.epochs_done != epochs_seen or state.finished:
+            self.app.call_from_thread(self.reload)
+
+    def reload(self) -> None:
+        view = self.query_one(DataMapView)
+        self._grid_size = grid_size(view.size.width, view.size.height)
+        self.load_map(self.run_id, self.kind, self.bounds, *self._grid_size)
+
+    def on_resize(self) -> None:
+        if self._resize_timer is not None:
+            self._resize_timer.stop()
+        self._resize_timer = self.set_timer(0.2, self._maybe_reload)
+
+    def _maybe_reload(self) -> None:
+        view = self.query_one(DataMapView)
+        if grid_size(view.size.width, view.size.height) != self._grid_size and self.loaded:
+            self.reload()
+
+    @work(thread=True, exclusive=True, group="map", exit_on_error=False)
+    def load_map(self, run_id: str | None, kind: str, bounds: Bounds, width: int, height: int) -> None:
+        with self.catalog(do_sync=True) as con:
+            run_id = run_id or data.latest_run_with_metrics(con)
+            if run_id is None:
+                self.post_message(MapLoaded(None, kind, None, {}, bounds))
+                return
+            run = data.get_run(con, run_id)
+            if run is None:
+                raise LookupError(f"no run named {run_id!r}")
+            if kind == "robustness" and not run["n_adv"]:
+                kind = "cartography"
+            grid, counts = data.map_grid(con, run_id, kind, width, height, bounds)
+        self.post_message(MapLoaded(run, kind, grid, counts, bounds))
+
+    def on_map_loaded(self, message: MapLoaded) -> None:
+        self.loaded = True
+        self.run = message.run
+        if message.run is None:
+            self.query_one("#map-title", Static).update("no run with per-example metrics yet: train one (j, n)")
+            self.query_one(DataMapView).show(None, self.bounds, None, "no run with per-example metrics yet")
+            return
+        self.run_id = message.run["run_id"]
+        if message.kind != self.kind:
+            self.kind = message.kind
+            self.selected_region = REGIONS[self.kind][0]
+        self.grid = message.grid
+        self.counts = message.counts
+        self.paint()
+
+    @work(thread=True, exclusive=True, group="counts", exit_on_error=False)
+    def load_counts(self, run_id: str, kind: str, bounds: Bounds) -> None:
+        with self.catalog() as con:
+            counts = data.region_counts(con, run_id, kind, bounds)
+        self.post_message(CountsLoaded(counts, bounds))
+
+    def on_counts_loaded(self, message: CountsLoaded) -> None:
+        if message.bounds == self.bounds:
+            self.counts = message.counts
+            self.paint()
+
+    def paint(self) -> None:
+        run = self.run or {}
+        self.query_one("#map-title", Static).update(
+            f"run {run.get('run_id', '?')} · {run.get('dataset') or '?'} · {self.kind} map · "
+            f"{self.bounds.describe(self.kind)}"
+        )
+        self.query_one(DataMapView).show(self.grid, self.bounds, self.selected_region)
+        total = sum(self.counts.values())
+        lines = [f"[b]{self.kind}[/b]  ({total:,} examples)"]
+        for index, region in enumerate(REGIONS[self.kind], start=1):
+            n = self.counts.get(region, 0)
+            share = 100.0 * n / total if total else 0.0
+            mark = "▶" if region == self.selected_region else " "
+            colour = REGION_COLOURS[region]
+            lines.append(f"{mark}{index} [{colour}]■[/] {region:<10}{n:>9,} {share:5.1f}%")
+        self.query_one("#counts", Static).update("\n".join(lines))
+
+    # ---- keys ----------------------------------------------------------------------------------------
+
+    def step(self, axis: str) -> float:
+        if self.kind == "cartography":
+            return 0.01 if axis == "x" else 0.05
+        if self.grid is None:
+            return 0.05
+        raw = (self.grid.x_max if axis == "x" else self.grid.y_max) / 40
+        return float(f"{raw:.1g}")  # one significant digit: the bounds stay readable
+
+    def action_move(self, axis: str, direction: int) -> None:
+        if self.run is None:
+            return
+        self.bounds = self.bounds.moved(self.kind, axis, direction * self.step(axis))
+        self.paint()
+        self.load_counts(self.run["run_id"], self.kind, self.bounds)
+
+    def action_reset(self) -> None:
+        if self.run is None:
+            return
+        self.bounds = Bounds()
+        self.paint()
+        self.load_counts(self.run["run_id"], self.kind, self.bounds)
+
+    def action_select_region(self, index: int) -> None:
+        regions = REGIONS[self.kind]
+        if 0 <= index < len(regions):
+            self.selected_region = regions[index]
+            self.paint()
+
+    def action_next_region(self) -> None:
+        regions = REGIONS[self.kind]
+        self.selected_region = regions[(regions.index(self.selected_region) + 1) % len(regions)]
+        self.paint()
+
+    def action_toggle_kind(self) -> None:
+        if self.run is None:
+            return
+        if not self.run.get("n_adv"):
+            self.notify("this run has no adversarial records: only the cartography map", timeout=3)
+            return
+        self.kind = "robustness" if self.kind == "cartography" else "cartography"
+        self.selected_region = REGIONS[self.kind][0]
+        self.reload()
+
+    def action_open_region(self) -> None:
+        if self.run is None:
+            return
+        self.app.open_examples(  # type: ignore[attr-defined]
+            run_id=self.run["run_id"], region=self.selected_region, kind=self.kind, bounds=self.bounds
+        )
+
+    def action_search(self) -> None:
+        self.action_open_region()
+
+    def action_cases(self) -> None:
+        if self.run is not None:
+            self.app.open_cases(self.run["run_id"], kind=self.kind, bounds=self.bounds)  # type: ignore[attr-defined]
+
+    def action_retrain(self) -> None:
+        if self.run is not None:
+            self.app.open_jobs(  # type: ignore[attr-defined]
+                new=True,
+                preset={"kind": "retrain", "source_run": self.run["run_id"], "region": self.selected_region,
+                        "dataset": self.run.get("dataset")},
+            )

@@ -1,0 +1,322 @@
+"""Examples: a DataTable paged by SQL (LIMIT/OFFSET); filters by region, label, metric range, text, tag and a
+free SQL WHERE; sort by any metric; the active filter as a URL-like header line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from tui_app import data
+from tui_app.data import METRICS, REGIONS, ExampleFilter
+from tui_app.screens.base import BaseScreen
+
+PAGE_SIZE = 50  # rows a page: DataTable work grows with the rows it holds
+TEXT_W = 48
+RANGE_RE = re.compile(r"^\s*(\w+)\s*(?:=|\s)\s*(-?[\d.eE+-]*)\s*\.\.\s*(-?[\d.eE+-]*)\s*$")
+
+PROMPTS = {
+    "search": "search text (ILIKE), or an example id",
+    "where": "SQL WHERE over the columns (e.g. confidence < 0.3 AND label = 1)",
+    "label": "label (name or index; empty: any)",
+    "range": "metric range, e.g. confidence 0.2..0.6 (empty: clear ranges)",
+    "tag": "tag (empty: any)",
+}
+
+
+@dataclass
+class PageLoaded(Message):
+    filter: ExampleFilter
+    page: int
+    total: int | None
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    dataset: str
+    elapsed_ms: float
+
+
+def parse_range(text: str) -> tuple[str, float | None, float | None]:
+    match = RANGE_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r}: write METRIC LO..HI, e.g. confidence 0.2..0.6 (either side may be empty)")
+    metric, lo, hi = match.group(1), match.group(2), match.group(3)
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    return metric, float(lo) if lo else None, float(hi) if hi else None
+
+
+HEADERS = {
+    "example_id": "id", "row_idx": "row", "label_name": "label", "confidence": "conf", "variability": "var",
+    "correctness": "correct", "forgetting": "forget", "sensitivity": "sens", "adv_variability": "adv_var",
+    "flip_rate": "flip", "aum": "aum", "region": "region", "text": "text",
+}
+
+
+def cell(value: Any, column: str, text_width: int = TEXT_W) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = str(value)
+    if column == "text":
+        text = " ".join(text.split())
+        return text[: text_width - 1] + "…" if len(text) > text_width else text
+    return text
+
+
+class ExamplesScreen(BaseScreen):
+    TITLE_TEXT = "examples"
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="examples.open"),
+        Binding("n,right_square_bracket", "page(1)", "Next page", id="examples.next_page"),
+        Binding("p,left_square_bracket", "page(-1)", "Prev page", id="examples.prev_page", show=False),
+        Binding("s", "sort", "Sort", id="examples.sort"),
+        Binding("d", "direction", "Asc/desc", id="examples.direction", show=False),
+        Binding("g", "region", "Region", id="examples.region"),
+        Binding("w", "prompt('where')", "WHERE", id="examples.where"),
+        Binding("b", "prompt('label')", "Label", id="examples.label", show=False),
+        Binding("f", "prompt('range')", "Range", id="examples.range", show=False),
+        Binding("t", "prompt('tag')", "Tag", id="examples.tag", show=False),
+        Binding("x", "clear", "Clear filters", id="examples.clear", show=False),
+    ]
+    DEFAULT_CSS = """
+    ExamplesScreen #url { height: 1; padding: 0 1; background: $boost; }
+    ExamplesScreen #prompt-label { height: 1; padding: 0 1; color: $text-muted; display: none; }
+    ExamplesScreen #prompt { height: 1; border: none; padding: 0 1; display: none; }
+    ExamplesScreen #prompt.-active, ExamplesScreen #prompt-label.-active { display: block; }
+    ExamplesScreen DataTable { height: 1fr; }
+    ExamplesScreen #page-status { height: 1; padding: 0 1; color: $text-muted; }
+    """
+
+    def __init__(self, flt: ExampleFilter | None = None, run_id: str | None = None, dataset: str | None = None) -> None:
+        super().__init__()
+        self.filter = flt
+        self.want_run = run_id
+        self.want_dataset = dataset
+        self.page = 0
+        self.total: int | None = None
+        self.columns: list[str] = []
+        self.prompt_kind: str | None = None
+        self.last_ms = 0.0
+        self.pages_loaded = 0
+        self.text_width = TEXT_W
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="url")
+        yield Static("", id="prompt-label")
+        yield Input(id="prompt")
+        yield DataTable(id="examples", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="page-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(DataTable).focus()
+        self.load(self.filter, 0, True)
+
+    # ---- loading --------------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="examples", exit_on_error=False)
+    def load(self, flt: ExampleFilter | None, page: int, count: bool) -> None:
+        import time
+
+        started = time.perf_counter()
+        with self.catalog(do_sync=count) as con:
+            if flt is None:
+                flt = self.initial_filter(con)
+            elif flt.run_id and not flt.dataset:
+                run = data.get_run(con, flt.run_id)
+                if run is None:
+                    raise LookupError(f"no run named {flt.run_id!r}")
+                flt = replace(flt, dataset=run["dataset"])
+            if flt is None:
+                self.post_message(PageLoaded(ExampleFilter(dataset=""), 0, 0, [], [], "", 0.0))
+                return
+            total = data.count_rows(con, flt) if count else None
+            result = data.query_page(con, flt, PAGE_SIZE, page * PAGE_SIZE)
+        elapsed = (time.perf_counter() - started) * 1000
+        self.post_message(PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed))
+
+    def initial_filter(self, con: Any) -> ExampleFilter | None:
+        run_id = self.want_run
+        if run_id is None and self.want_dataset is None:
+            run_id = data.latest_run_with_metrics(con)
+        if run_id is not None:
+            run = data.get_run(con, run_id)
+            if run is None:
+                raise LookupError(f"no run named {run_id!r}")
+            if run["n_metrics"]:
+                return ExampleFilter(dataset=run["dataset"], run_id=run_id)
+            return ExampleFilter(dataset=run["dataset"])
+        if self.want_dataset is None:
+            datasets = data.list_datasets(con)
+            if not datasets:
+                return None
+            return ExampleFilter(dataset=datasets[0]["name"])
+        return ExampleFilter(dataset=self.want_dataset)
+
+    def on_page_loaded(self, message: PageLoaded) -> None:
+        self.last_ms = message.elapsed_ms
+        self.pages_loaded += 1
+        if not message.dataset:
+            self.query_one("#url", Static).update("no datasets yet: dynascope import FILE --name NAME")
+            return
+        self.filter = message.filter
+        self.page = message.page
+        if message.total is not None:
+            self.total = message.total
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for name, label, width in self.column_layout(message.columns, message.rows):
+            table.add_column(label, width=width, key=name)
+        self.columns = message.columns
+        for row in message.rows:
+            table.add_row(
+                *[Text(cell(v, c, self.text_width), no_wrap=True) for v, c in zip(row, message.columns)],
+                key=str(row[0]),
+            )
+        self.update_header()
+
+    def column_layout(self, columns: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[str, str, int]]:
+        """Fixed column widths from the page (the text column takes what is left of the screen's width)."""
+        widths = {}
+        for index, name in enumerate(columns):
+            if name == "text":
+                continue
+            longest = max([len(cell(r[index], name)) for r in rows] + [len(HEADERS.get(name, name))])
+            widths[name] = min(longest, 26 if name == "example_id" else 12)
+        used = sum(w + 2 for w in widths.values()) + 2
+        self.text_width = max(20, min(TEXT_W, self.size.width - used - 2))
+        return [(n, HEADERS.get(n, n), self.text_width if n == "text" else widths[n]) for n in columns]
+
+    def update_header(self) -> None:
+        assert self.filter is not None
+        self.query_one("#url", Static).update(self.filter.url(self.page))
+        total = self.total or 0
+        pages = max(1, -(-total // PAGE_SIZE))
+        self.query_one("#page-status", Static).update(
+            f"{total:,} rows · page {self.page + 1}/{pages} · {self.last_ms:.0f} ms · "
+            "n/p page  s sort  d dir  g region  / search  w where  b label  f range  t tag  x clear"
+        )
+
+    def apply(self, flt: ExampleFilter) -> None:
+        self.load(flt, 0, True)
+
+    # ---- keys -----------------------------------------------------------------------------------------
+
+    def action_page(self, delta: int) -> None:
+        if self.filter is None or self.total is None:
+            return
+        last = max(0, -(-self.total // PAGE_SIZE) - 1)
+        page = min(last, max(0, self.page + delta))
+        if page != self.page:
+            self.load(self.filter, page, False)
+
+    def action_sort(self) -> None:
+        if self.filter is None:
+            return
+        options = ["row_idx", "label", *(METRICS if self.filter.run_id else ())]
+        current = self.filter.sort_column()
+        nxt = options[(options.index(current) + 1) % len(options)] if current in options else options[0]
+        self.apply(replace(self.filter, sort=nxt))
+
+    def action_direction(self) -> None:
+        if self.filter is not None:
+            self.apply(replace(self.filter, descending=not self.filter.descending))
+
+    def action_region(self) -> None:
+        if self.filter is None or not self.filter.run_id:
+            self.notify("regions need a run with per-example metrics", timeout=3)
+            return
+        options: list[str | None] = [*REGIONS[self.filter.kind], None]
+        current = self.filter.region
+        nxt = options[(options.index(current) + 1) % len(options)] if current in options else options[0]
+        self.apply(replace(self.filter, region=nxt))
+
+    def action_clear(self) -> None:
+        if self.filter is not None:
+            self.apply(ExampleFilter(dataset=self.filter.dataset, run_id=self.filter.run_id, kind=self.filter.kind))
+
+    def action_search(self) -> None:
+        self.action_prompt("search")
+
+    def action_prompt(self, kind: str) -> None:
+        if self.filter is None:
+            return
+        self.prompt_kind = kind
+        label = self.query_one("#prompt-label", Static)
+        label.update(PROMPTS[kind] + "  (enter apply, escape cancel)")
+        prompt = self.query_one("#prompt", Input)
+        current = {
+            "search": self.filter.search,
+            "where": self.filter.where,
+            "label": self.filter.label,
+            "tag": self.filter.tag,
+            "range": " ".join(f"{m} {lo if lo is not None else ''}..{hi if hi is not None else ''}"
+                              for m, lo, hi in self.filter.ranges[-1:]),
+        }[kind]
+        prompt.value = current or ""
+        label.add_class("-active")
+        prompt.add_class("-active")
+        prompt.focus()
+
+    def close_prompt(self) -> None:
+        self.prompt_kind = None
+        self.query_one("#prompt-label", Static).remove_class("-active")
+        self.query_one("#prompt", Input).remove_class("-active")
+        self.query_one(DataTable).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.filter is None or self.prompt_kind is None:
+            return
+        value = event.value.strip() or None
+        kind = self.prompt_kind
+        flt = self.filter
+        try:
+            if kind == "search":
+                flt = replace(flt, search=value)
+            elif kind == "where":
+                flt = replace(flt, where=value)
+            elif kind == "label":
+                flt = replace(flt, label=value)
+            elif kind == "tag":
+                flt = replace(flt, tag=value)
+            elif kind == "range":
+                if value is None:
+                    flt = replace(flt, ranges=())
+                else:
+                    metric, lo, hi = parse_range(value)
+                    kept = tuple(r for r in flt.ranges if r[0] != metric)
+                    flt = replace(flt, ranges=(*kept, (metric, lo, hi)))
+        except ValueError as exc:
+            self.notify(str(exc), severity="error", timeout=5)
+            return
+        self.close_prompt()
+        self.apply(flt)
+
+    def action_back(self) -> None:
+        if self.prompt_kind is not None:
+            self.close_prompt()
+            return
+        super().action_back()
+
+    def action_open(self) -> None:
+        table = self.query_one(DataTable)
+        if self.filter is None or table.row_count == 0:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if key is not None:
+            self.app.open_detail(self.filter.dataset, str(key), self.filter.run_id)  # type: ignore[attr-defined]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()

@@ -1,0 +1,207 @@
+"""Home: datasets, runs and running jobs at a glance; the way into every screen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Static
+
+from tui_app import data
+from tui_app.screens.base import BaseScreen
+from tui_app.widgets import fill_table
+
+DATASET_COLUMNS = ["name", "task", "examples", "source"]
+RUN_COLUMNS = ["run", "kind", "dataset", "status", "epochs", "key metric", "created"]
+JOB_COLUMNS = ["run", "kind", "status", "progress", "pid"]
+
+REFRESH_S = 2.0
+
+
+@dataclass
+class HomeLoaded(Message):
+    datasets: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    jobs: list[dict[str, Any]]
+    fingerprint: tuple[Any, ...]
+
+
+def progress_text(job: dict[str, Any]) -> str:
+    prog = job.get("progress") or {}
+    epochs = f"{job.get('epochs_done', 0)}/{job.get('n_epochs') or '?'}"
+    if prog.get("total"):
+        pct = 100.0 * float(prog.get("step", 0)) / float(prog["total"])
+        return f"epoch {epochs}  {pct:3.0f}%"
+    return f"epoch {epochs}"
+
+
+class HomeScreen(BaseScreen):
+    TITLE_TEXT = "home"
+    BINDINGS = [
+        Binding("q", "back", "Quit", id="home.quit"),
+        Binding("enter", "open", "Open", id="home.open", show=False),
+        Binding("m", "map", "Data map", id="home.map"),
+        Binding("e", "examples", "Examples", id="home.examples"),
+        Binding("c", "cases", "Case studies", id="home.cases", show=False),
+        Binding("j", "jobs", "Jobs", id="home.jobs"),
+        Binding("v", "compare", "Compare", id="home.compare", show=False),
+        Binding("s", "sql", "SQL", id="home.sql", show=False),
+        Binding("n", "new_job", "New job", id="home.new_job"),
+        Binding("r", "refresh", "Refresh", id="home.refresh", show=False),
+    ]
+    DEFAULT_CSS = """
+    HomeScreen .section-title { padding: 0 1; text-style: bold; height: 1; }
+    HomeScreen DataTable { height: 1fr; }
+    HomeScreen #runs { height: 2fr; }
+    HomeScreen #status { padding: 0 1; color: $text-muted; height: 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fingerprint: tuple[Any, ...] | None = None
+        self.runs: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Datasets", classes="section-title")
+        yield DataTable(id="datasets", cursor_type="row", zebra_stripes=True)
+        yield Static("Runs", classes="section-title")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static("Jobs running", classes="section-title")
+        yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        fill(self.query_one("#datasets", DataTable), [], DATASET_COLUMNS)
+        fill(self.query_one("#runs", DataTable), [], RUN_COLUMNS)
+        fill(self.query_one("#jobs", DataTable), [], JOB_COLUMNS)
+        self.query_one("#runs", DataTable).focus()
+        self.load(force=True)
+        self.set_interval(REFRESH_S, self.poll)
+
+    def on_screen_resume(self) -> None:
+        self.load(force=False)  # only when a job, the CLI or another screen changed something
+
+    def poll(self) -> None:
+        if self.app.screen is self:
+            self.load(force=False)
+
+    def action_refresh(self) -> None:
+        self.load(force=True)
+
+    @work(thread=True, exclusive=True, group="home", exit_on_error=False)
+    def load(self, force: bool) -> None:
+        fingerprint = data.workspace_fingerprint(self.ws)
+        if not force and fingerprint == self.fingerprint:
+            return
+        with self.catalog(do_sync=True) as con:
+            datasets = data.list_datasets(con)
+            runs = data.list_runs(con, self.ws)
+        jobs = [j for j in data.list_jobs(self.ws) if j.get("status") in ("created", "running") and j.get("alive")]
+        self.post_message(HomeLoaded(datasets, runs, jobs, data.workspace_fingerprint(self.ws)))
+
+    def on_home_loaded(self, message: HomeLoaded) -> None:
+        self.fingerprint = message.fingerprint
+        self.runs = message.runs
+        fill(
+            self.query_one("#datasets", DataTable),
+            [(d["name"], [d["name"], d["task"], f"{d['n_examples']:,}", d["source"]]) for d in message.datasets],
+            DATASET_COLUMNS,
+        )
+        fill(
+            self.query_one("#runs", DataTable),
+            [
+                (
+                    r["run_id"],
+                    [
+                        r["run_id"],
+                        r["kind"],
+                        r["dataset"] or "",
+                        r["status"],
+                        f"{r['epochs_done']}/{r['n_epochs'] or '?'}",
+                        r["key_metric"],
+                        r["created"] or "",
+                    ],
+                )
+                for r in message.runs
+            ],
+            RUN_COLUMNS,
+        )
+        fill(
+            self.query_one("#jobs", DataTable),
+            [
+                (j["run_id"], [j["run_id"], j.get("kind") or "", j["status"], progress_text(j), str(j.get("pid") or "")])
+                for j in message.jobs
+            ],
+            JOB_COLUMNS,
+        )
+        hint = "" if message.datasets else "  (import one: dynascope import FILE --name NAME)"
+        self.query_one("#status", Static).update(
+            f"{len(message.datasets)} dataset(s), {len(message.runs)} run(s), {len(message.jobs)} job(s) running"
+            f"{hint}   m map  e examples  c cases  j jobs  v compare  s sql  ? help"
+        )
+
+    # ---- navigation ----------------------------------------------------------------------------------
+
+    def selected(self, table_id: str) -> str | None:
+        table = self.query_one(table_id, DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return str(key.value) if key and key.value is not None else None
+
+    def selected_run(self) -> str | None:
+        return self.selected("#runs")
+
+    def action_open(self) -> None:
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.id == "datasets":
+            name = self.selected("#datasets")
+            if name:
+                self.app.open_examples(dataset=name)  # type: ignore[attr-defined]
+        elif isinstance(focused, DataTable) and focused.id == "jobs":
+            self.app.open_jobs(self.selected("#jobs"))  # type: ignore[attr-defined]
+        else:
+            self.action_map()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_map(self) -> None:
+        self.app.open_map(self.selected_run())  # type: ignore[attr-defined]
+
+    def action_examples(self) -> None:
+        if isinstance(self.focused, DataTable) and self.focused.id == "datasets" and self.selected("#datasets"):
+            self.app.open_examples(dataset=self.selected("#datasets"))  # type: ignore[attr-defined]
+        else:
+            self.app.open_examples(run_id=self.selected_run())  # type: ignore[attr-defined]
+
+    def action_cases(self) -> None:
+        self.app.open_cases(self.selected_run())  # type: ignore[attr-defined]
+
+    def action_jobs(self) -> None:
+        self.app.open_jobs()  # type: ignore[attr-defined]
+
+    def action_compare(self) -> None:
+        self.app.open_compare()  # type: ignore[attr-defined]
+
+    def action_sql(self) -> None:
+        self.app.open_sql()  # type: ignore[attr-defined]
+
+    def action_new_job(self) -> None:
+        self.app.open_jobs(new=True)  # type: ignore[attr-defined]
+
+    def action_search(self) -> None:
+        self.app.open_examples(run_id=self.selected_run())  # type: ignore[attr-defined]
+
+
+
+def fill(table: DataTable[Any], rows: list[tuple[str, list[Any]]], columns: list[str]) -> None:
+    fill_table(table, columns, [(key, ["" if c is None else str(c) for c in cells]) for key, cells in rows])

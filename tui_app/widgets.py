@@ -1,0 +1,207 @@
+"""Widgets: the data map (binned density drawn as characters), the trajectory plot and the bar chart."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+from textual_plotext import PlotextPlot
+
+from tui_app.data import AXES, Bounds, MapGrid
+
+REGION_COLOURS = {
+    "easy": "green3",
+    "ambiguous": "dodger_blue1",
+    "hard": "red3",
+    "robust": "green3",
+    "swing": "dodger_blue1",
+    "non-robust": "red3",
+}
+SHADES = "·░▒▓█"
+Y_LABEL_W = 6  # "1.00 ┤"
+
+
+def grid_size(width: int, height: int) -> tuple[int, int]:
+    """Cells of the map inside a widget of this size (axis labels take a margin)."""
+    return max(4, width - Y_LABEL_W - 1), max(3, height - 3)
+
+
+class DataMapView(Widget, can_focus=True):
+    """Draws a MapGrid: one character per bin, shade by log density, colour by the region of the bin's centre,
+    the two boundaries as lines, and the selected region in bold."""
+
+    DEFAULT_CSS = """
+    DataMapView { height: 1fr; min-height: 8; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.grid: MapGrid | None = None
+        self.bounds = Bounds()
+        self.selected: str | None = None
+        self.message = "loading ..."
+
+    def show(self, grid: MapGrid | None, bounds: Bounds, selected: str | None, message: str = "") -> None:
+        self.grid, self.bounds, self.selected, self.message = grid, bounds, selected, message
+        self.refresh()
+
+    def render(self) -> Text:
+        grid = self.grid
+        if grid is None or grid.total == 0:
+            return Text(self.message or "no per-example metrics for this run yet", style="italic")
+        kind = grid.kind
+        (xcol, xlabel, _), (ycol, ylabel, _) = AXES[kind]
+        vx, hy = self.bounds.lines(kind)
+        vcol = min(grid.width - 1, max(0, int(vx / grid.x_max * grid.width))) if vx <= grid.x_max else None
+        hrow = min(grid.height - 1, max(0, int(hy / grid.y_max * grid.height))) if hy <= grid.y_max else None
+        peak = max(grid.counts.values())
+        log_peak = math.log1p(peak)
+        out = Text(no_wrap=True, overflow="crop")
+        out.append(f"{ylabel} ↑", style="bold")
+        out.append("\n")
+        for by in range(grid.height - 1, -1, -1):
+            y_top = (by + 1) / grid.height * grid.y_max
+            label = f"{y_top:5.2f}" if by in (grid.height - 1, 0) or by == grid.height // 2 else "     "
+            out.append(label + "┤", style="dim")
+            for bx in range(grid.width):
+                n = grid.counts.get((bx, by), 0)
+                cx, cy = grid.cell_centre(bx, by)
+                region = self.bounds.region_of(kind, cx, cy)
+                colour = REGION_COLOURS.get(region, "white")
+                if kind == "robustness":  # the swing line spans the map; the robust line only below it
+                    on_hline = hrow is not None and by == hrow
+                    on_vline = vcol is not None and bx == vcol and (hrow is None or by < hrow)
+                else:  # the ambiguous line spans the map; the easy/hard line only left of it
+                    on_vline = vcol is not None and bx == vcol
+                    on_hline = hrow is not None and by == hrow and (vcol is None or bx < vcol)
+                if n:
+                    level = min(len(SHADES) - 1, int(math.log1p(n) / log_peak * (len(SHADES) - 1) + 0.5))
+                    style = colour + (" bold" if region == self.selected else "")
+                    if on_vline or on_hline:
+                        style += " underline"
+                    out.append(SHADES[max(level, 0)], style=style)
+                elif on_vline:
+                    out.append("│", style="bright_white")
+                elif on_hline:
+                    out.append("─", style="bright_white")
+                else:
+                    out.append(" ")
+            out.append("\n")
+        axis = "     └" + "─" * grid.width
+        out.append(axis + "\n", style="dim")
+        left = "0"
+        right = f"{grid.x_max:.3g}"
+        pad = max(1, grid.width - len(left) - len(right) - len(xlabel) - 4)
+        out.append(f"      {left}{' ' * (pad // 2)}{xlabel} →{' ' * (pad - pad // 2)}{right}", style="dim")
+        return out
+
+
+class TrajectoryPlot(PlotextPlot):
+    """Gold probability per epoch (line), correct / wrong marks, and the adversarial loss when recorded."""
+
+    DEFAULT_CSS = """
+    TrajectoryPlot { height: 14; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trajectory: list[dict[str, Any]] = []
+
+    def set_trajectory(self, trajectory: list[dict[str, Any]]) -> None:
+        self.trajectory = trajectory
+        self.replot()
+
+    def on_mount(self) -> None:
+        self.replot()
+
+    def replot(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("trajectory: gold probability per epoch")
+        plt.xlabel("epoch")
+        rows = self.trajectory
+        if rows:
+            epochs = [int(r["epoch"]) for r in rows]
+            probs = [float(r["gold_prob"]) if r.get("gold_prob") is not None else 0.0 for r in rows]
+            plt.plot(epochs, probs, marker="braille", color="cyan", label="gold prob")
+            ok = [(e, p) for e, p, r in zip(epochs, probs, rows) if r.get("correct")]
+            bad = [(e, p) for e, p, r in zip(epochs, probs, rows) if not r.get("correct")]
+            if ok:
+                plt.scatter([e for e, _ in ok], [p for _, p in ok], marker="●", color="green", label="correct")
+            if bad:
+                plt.scatter([e for e, _ in bad], [p for _, p in bad], marker="x", color="red", label="wrong")
+            adv = [(e, float(r["adv_loss"])) for e, r in zip(epochs, rows) if r.get("adv_loss") is not None]
+            if adv:
+                plt.plot(
+                    [e for e, _ in adv], [v for _, v in adv], yside="right", color="magenta", label="adv loss"
+                )
+            plt.ylim(0, 1)
+            plt.xticks([float(e) for e in epochs], [str(e) for e in epochs])
+            plt.xlim(min(epochs) - 0.2, max(epochs) + 0.2)
+        self.refresh()
+
+
+class BarChart(PlotextPlot):
+    """Grouped bars: one group per evaluation set, one bar per run."""
+
+    DEFAULT_CSS = """
+    BarChart { height: 1fr; min-height: 8; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.groups: list[str] = []
+        self.series: list[tuple[str, list[float]]] = []
+        self.metric = ""
+
+    def set_data(self, metric: str, groups: list[str], series: list[tuple[str, list[float]]]) -> None:
+        self.metric, self.groups, self.series = metric, groups, series
+        self.replot()
+
+    def on_mount(self) -> None:
+        self.replot()
+
+    def replot(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(f"{self.metric or 'metric'} by evaluation set")
+        if self.groups and self.series:
+            if len(self.series) == 1:
+                plt.bar(self.groups, self.series[0][1], label=self.series[0][0])
+            else:
+                plt.multiple_bar(  # the stub says `label`; plotext takes `labels`
+                    self.groups, [values for _, values in self.series], labels=[n for n, _ in self.series]  # type: ignore[call-arg]
+                )
+        self.refresh()
+
+
+def fill_table(
+    table: Any, columns: list[str], rows: list[tuple[str | None, list[str]]], max_width: int = 60,
+    fixed: dict[str, int] | None = None,
+) -> None:
+    """Replace a DataTable's columns and rows with explicit column widths (from the contents), keeping the cursor
+    on the same row key when it is still there. Explicit widths make the layout independent of when Textual
+    measures the table (a snapshot taken right after a refresh is the same every time); cells are Text, never
+    markup (a sentence with "[...]" in it stays as it is)."""
+    current = None
+    if table.row_count:
+        try:
+            current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - no cell under the cursor
+            current = None
+    fixed = fixed or {}
+    table.clear(columns=True)
+    for index, name in enumerate(columns):
+        width = fixed.get(name) or min(max_width, max([len(name)] + [len(r[index]) for _, r in rows]))
+        table.add_column(name, width=width, key=name)
+    for key, cells in rows:
+        table.add_row(*[Text(c, no_wrap=True, overflow="ellipsis") for c in cells], key=key)
+    if current is not None:
+        for index, (key, _) in enumerate(rows):
+            if key == current:
+                table.move_cursor(row=index)
+                break
