@@ -111,16 +111,12 @@ def child(mode: str, run_dir: Path, work: Path) -> dict[str, float]:
         con.execute(f"CREATE TEMP TABLE m AS {sql}")
         elapsed = time.perf_counter() - start
         extra["rows"] = con.execute("SELECT count(*) FROM m").fetchone()[0]
-    elif mode in ("catalog", "catalog-replace", "catalog-nopk-replace"):
+    elif mode in ("catalog", "catalog-replace"):
         db = work / f"{mode}.duckdb"
         if db.exists():
             db.unlink()
         con = duckdb.connect(str(db))
         migrate(con)
-        if mode == "catalog-nopk-replace":  # example_metrics as the proposed schema migration 2 makes it
-            ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'example_metrics'").fetchone()[0]
-            con.execute("DROP TABLE example_metrics")
-            con.execute(ddl.replace(", PRIMARY KEY(run_id, example_id)", ""))
         if mode != "catalog":  # the run had 9 epochs in the catalog (checkpointed) and now gained the 10th
             con.execute("BEGIN")
             materialise_metrics(con, "run", paths[:-1])
@@ -276,11 +272,6 @@ def main() -> None:
         report(
             "  again after the run gained an epoch (rows replaced)",
             measure("catalog-replace", run_dir, work, args.repeat),
-            target=False,
-        )
-        report(
-            "  the same without the primary key (proposed migration)",
-            measure("catalog-nopk-replace", run_dir, work, args.repeat),
             target=False,
         )
 

@@ -174,10 +174,13 @@ class ExamplesScreen(BaseScreen):
         if message.total is not None:
             self.total = message.total
         table = self.query_one(DataTable)
-        table.clear(columns=True)
-        for name, label, width in self.column_layout(message.columns, message.rows):
-            table.add_column(label, width=width, key=name)
-        self.columns = message.columns
+        if message.columns == self.columns and table.columns:
+            table.clear()  # same columns (paging): keep them and their widths, swap the rows only
+        else:
+            table.clear(columns=True)
+            for name, label, width in self.column_layout(message.columns, message.rows):
+                table.add_column(label, width=width, key=name)
+            self.columns = message.columns
         for row in message.rows:
             table.add_row(
                 *[Text(cell(v, c, self.text_width), no_wrap=True) for v, c in zip(row, message.columns)],
