@@ -36,20 +36,9 @@ from engine.regions import (
     robustness_region_sql,
 )
 from engine.selection import require_metrics, run_info
+from storage.metrics import METRIC_COLUMNS
 
-METRIC_FIELDS = (
-    "epochs",
-    "confidence",
-    "variability",
-    "correctness",
-    "forgetting",
-    "never_learned",
-    "aum",
-    "el2n",
-    "sensitivity",
-    "adv_variability",
-    "flip_rate",
-)
+METRIC_FIELDS = METRIC_COLUMNS[1:]  # every per-example metric, without the id
 
 
 def _bounds(kind: str, text: str | None) -> CartographyBounds | RobustnessBounds:
