@@ -219,8 +219,14 @@ async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
                 sync(tui_ws, con)
                 return con.execute("SELECT count(*) FROM evaluations WHERE run_id = ?", [run_id]).fetchone()[0] > 0
 
-        assert await wait_until(app, pilot, evaluated, timeout=120, step=1.0), (
-            (tui_ws.run_dir(run_id) / "eval.log").read_text() if (tui_ws.run_dir(run_id) / "eval.log").exists() else "")
+        assert await wait_until(app, pilot, evaluated, timeout=120, step=1.0), app.errors
+        # the evaluation ran as a job of its own, followed on the jobs screen like any other
+        def eval_job_done() -> bool:
+            eval_jobs = [j for j in engine_jobs.list_jobs(tui_ws) if j["kind"] == "evaluate"]
+            assert len(eval_jobs) == 1, eval_jobs
+            return eval_jobs[0]["status"] == "done"
+
+        assert await wait_until(app, pilot, eval_job_done, timeout=60, step=0.5)
         app.go_home()
         app.open_compare()
         await settle(app, pilot)

@@ -4,11 +4,6 @@ app never stops one, and jobs started from the CLI or before the app was opened 
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
-from storage.artifacts import EventTail, RunState, append_event
+from storage.artifacts import EventTail, RunState
 from storage.catalog import open_catalog
 from storage.sync import sync
 from storage.workspace import Workspace
@@ -260,26 +255,6 @@ def build_config(spec: dict[str, Any], source_dataset: str | None = None) -> dic
     return config
 
 
-def launch_evaluation(ws: Workspace, run_id: str, eval_sets: list[str]) -> int:
-    """`dynascope eval RUN SET` for each set, in one detached process (engine.jobs has no evaluate kind yet); its
-    start and end are logged in the run's events.jsonl and its results land in the run's eval/ folder."""
-    run_dir = ws.run_dir(run_id)
-    if not run_dir.is_dir():
-        raise LookupError(f"no run named {run_id!r}")
-    base = [sys.executable, "-m", "tui_app", "--workspace", str(ws.root), "eval", run_id]
-    script = "; ".join(" ".join(shlex.quote(part) for part in [*base, name]) for name in eval_sets)
-    log = open(run_dir / "eval.log", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(["/bin/sh", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-    finally:
-        log.close()
-    threading.Thread(target=proc.wait, daemon=True).start()
-    append_event(run_dir, "log", message=f"evaluation on {', '.join(eval_sets)} started (pid {proc.pid}); "
-                                         "results appear in compare")
-    return proc.pid
-
-
 class JobsScreen(BaseScreen):
     TITLE_TEXT = "jobs"
     BINDINGS = [
@@ -441,9 +416,11 @@ class JobsScreen(BaseScreen):
     def launch(self, spec: dict[str, Any]) -> None:
         from engine import jobs as engine_jobs
 
-        if spec["kind"] == "evaluate":
-            pid = launch_evaluation(self.ws, spec["source_run"], list(spec["eval"]))
-            self.post_message(JobLaunched(spec["source_run"], pid))
+        if spec["kind"] == "evaluate":  # a job of its own, with progress events; scores land on the source run
+            run_id = engine_jobs.create_run(
+                self.ws, {"kind": "evaluate", "run": spec["source_run"], "eval": list(spec["eval"])}
+            )
+            self.post_message(JobLaunched(run_id, engine_jobs.launch(self.ws, run_id)))
             return
         source = make_selection(self.ws, spec, selection_name(spec)) if spec["kind"] == "retrain" else None
         run_id = engine_jobs.create_run(self.ws, build_config(spec, source))
