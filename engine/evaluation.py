@@ -93,6 +93,7 @@ def evaluate_table(
     table: pa.Table,
     meta: dict[str, Any],
     stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any] | None:
     """Score `table` (catalog example columns) with `model`; write the eval files; return the summary."""
     stem = eval_file_stem(name)
@@ -101,7 +102,7 @@ def evaluate_table(
     if cfg.task == "classification":
         table = map_labels(table, cfg.label_names or [], meta.get("label_names"), name)
     adapter = build_adapter(cfg, load_tokenizer_for(run_dir, cfg), version=meta.get("version"))
-    rows = evaluate(model, adapter, adapter.encode(table), batch_size=cfg.eval_batch_size, stop=stop)
+    rows = evaluate(model, adapter, adapter.encode(table), batch_size=cfg.eval_batch_size, stop=stop, on_batch=on_batch)
     if rows is None:
         return None
     metrics, per_example = score_rows(cfg, rows, table, meta.get("version"))

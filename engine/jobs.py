@@ -231,12 +231,26 @@ def run_evaluate_job(ws_runs: Path, run_dir: Path, config: dict[str, Any], flag:
     source_dir = ws_runs / config["run"]
     cfg = TrainConfig.from_dict(read_config(source_dir) or {})
     model = load_run_model(source_dir, cfg)
-    for meta in config["eval_sets"]:
+    sets = config["eval_sets"]
+    for index, meta in enumerate(sets):
         if flag.requested:
             return "cancelled"
         append_event(run_dir, "log", message=f"evaluating {config['run']} on {meta['name']}")
         table = pq.read_table(run_dir / "inputs" / "eval" / f"{meta['name']}.parquet")
-        summary = evaluate_table(source_dir, model, cfg, meta["name"], table, meta, stop=lambda: flag.requested)
+        # one "epoch" per evaluation set, so the app's progress bar and ETA read as for training (throttled)
+        started, last = time.monotonic(), [0.0]
+
+        def on_batch(done: int, total: int, index: int = index, started: float = started, last: list = last) -> None:
+            now = time.monotonic()
+            if now - last[0] < 1.0 and done not in (1, total):
+                return
+            last[0] = now
+            eta = (now - started) / done * (total - done)
+            append_event(run_dir, "progress", epoch=index, n_epochs=len(sets), step=done, total=total, eta_s=round(eta, 1))
+
+        summary = evaluate_table(
+            source_dir, model, cfg, meta["name"], table, meta, stop=lambda: flag.requested, on_batch=on_batch
+        )
         if summary is None:
             return "cancelled"
         append_event(run_dir, "metrics", metrics={f"{meta['name']}/{k}": v for k, v in summary["metrics"].items()})

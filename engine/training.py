@@ -153,20 +153,26 @@ def evaluate(
     batch_size: int = 64,
     indices: list[int] | None = None,
     stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[Any]] | None:
-    """An eval-mode pass: one row (prediction, correct, gold probability, ...) per item; None when stopped."""
+    """An eval-mode pass: one row (prediction, correct, gold probability, ...) per item; None when stopped.
+    `on_batch(done, total)` is called after each batch (progress for the evaluation job)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows: dict[str, list[Any]] = {}
+    order = list(range(len(items))) if indices is None else indices
+    total = -(-len(order) // batch_size)
     try:
-        for batch in iter_batches(items, adapter, list(range(len(items))) if indices is None else indices, batch_size):
+        for done, batch in enumerate(iter_batches(items, adapter, order, batch_size), start=1):
             if stop is not None and stop():
                 return None
             batch = batch.to(device)
             part = adapter.record(batch, adapter.forward(model, batch))
             for key, values in part.items():
                 rows.setdefault(key, []).extend(values)
+            if on_batch is not None:
+                on_batch(done, total)
     finally:
         model.train(was_training)
     return rows

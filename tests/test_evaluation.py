@@ -171,3 +171,9 @@ def test_evaluate_job_through_the_jobs_api(qa_ws):
     assert rows == [{"eval_set": "squad-train", "n_examples": len(golds["squad-train"])}]
     kinds = {j["run_id"]: j["kind"] for j in jobs.list_jobs(ws)}
     assert kinds[job_id] == "evaluate" and kinds[trained["run_id"]] == "train"
+    # progress events, as for training: the app's bar reaches the last batch of the set
+    from storage.artifacts import read_events
+
+    progress = [e for e in read_events(ws.run_dir(job_id)) if e["type"] == "progress"]
+    assert progress and progress[0]["step"] == 1
+    assert progress[-1]["step"] == progress[-1]["total"] > 0 and progress[-1]["n_epochs"] == 1
