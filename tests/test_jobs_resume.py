@@ -68,15 +68,22 @@ def metrics(ws, run_id: str) -> list[dict]:
     ).json()
 
 
-def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(sst2_ws):
+def start_detached(ws):  # noqa: ANN001, ANN201
+    """`dynascope train --detach`; returns the run id, its folder and its first `running` event."""
     from tests.conftest import run_cli
 
-    ws = sst2_ws
     started = run_cli(ws, "train", "sst2", *ARGS, "--detach", "--json")
     assert started.code == 0, started.stderr
     run_id = started.json()["run_id"]
     run_dir = ws.run_dir(run_id)
-    running = wait_for(run_dir, lambda e: e.get("status") == "running")
+    return run_id, run_dir, wait_for(run_dir, lambda e: e.get("status") == "running")
+
+
+def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(sst2_ws):
+    from tests.conftest import run_cli
+
+    ws = sst2_ws
+    run_id, run_dir, running = start_detached(ws)
     # mid-epoch: epoch 0 is complete (checkpointed) and epoch 1 has begun
     wait_for(run_dir, lambda e: e["type"] == "progress" and e["epoch"] == 1)
     os.kill(running["pid"], signal.SIGKILL)
@@ -116,11 +123,7 @@ def test_sigterm_ends_the_job_as_cancelled(sst2_ws):
     from tests.conftest import run_cli
 
     ws = sst2_ws
-    started = run_cli(ws, "train", "sst2", *ARGS, "--detach", "--json")
-    assert started.code == 0, started.stderr
-    run_id = started.json()["run_id"]
-    run_dir = ws.run_dir(run_id)
-    running = wait_for(run_dir, lambda e: e.get("status") == "running")
+    run_id, run_dir, running = start_detached(ws)
     wait_for(run_dir, lambda e: e["type"] == "progress")
     cancelled = run_cli(ws, "job", "cancel", run_id)
     assert cancelled.code == 0, cancelled.stderr
