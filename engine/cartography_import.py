@@ -147,7 +147,7 @@ def _fast_read(path: Path, epoch: int, n_classes: int | None) -> EpochRecords | 
     field_name = f"logits_epoch_{epoch}"
     try:
         table = pj.read_json(path)
-    except (pa.ArrowException, OSError):  # ArrowInvalid, ArrowNotImplementedError, ...
+    except (pa.ArrowException, OSError):  # every pyarrow read error
         return None
     names = table.column_names
     if table.num_rows == 0 or any(n not in names for n in ("guid", field_name, "gold")):
