@@ -30,6 +30,16 @@ class HomeLoaded(Message):
     fingerprint: tuple[Any, ...]
 
 
+def short_source(source: str | None, keep: int = 2) -> str:
+    """A file path cut to its last `keep` parts, so the table width does not depend on where the data lives."""
+    if not source:
+        return ""
+    parts = source.replace("\\", "/").split("/")
+    if len(parts) <= keep + 1:
+        return source
+    return "…/" + "/".join(parts[-keep:])
+
+
 def progress_text(job: dict[str, Any]) -> str:
     prog = job.get("progress") or {}
     epochs = f"{job.get('epochs_done', 0)}/{job.get('n_epochs') or '?'}"
@@ -111,7 +121,7 @@ class HomeScreen(BaseScreen):
         self.runs = message.runs
         fill(
             self.query_one("#datasets", DataTable),
-            [(d["name"], [d["name"], d["task"], f"{d['n_examples']:,}", d["source"]]) for d in message.datasets],
+            [(d["name"], [d["name"], d["task"], f"{d['n_examples']:,}", short_source(d["source"])]) for d in message.datasets],
             DATASET_COLUMNS,
         )
         fill(
