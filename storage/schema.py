@@ -142,6 +142,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE artifacts ADD COLUMN source_mtime DOUBLE;
         """,
     ),
+    (
+        4,
+        """
+        -- a page of examples sorted by a metric is cut from example_metrics, then its rows are looked up by id:
+        -- the primary key (dataset, example_id) is not used for `example_id IN (...)`, this index is (a 1M-example
+        -- dataset: 67 ms -> 7 ms a page). example_metrics stays unindexed (see version 2).
+        CREATE INDEX IF NOT EXISTS examples_example_id ON examples (example_id);
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

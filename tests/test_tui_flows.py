@@ -171,6 +171,15 @@ async def test_examples_filters_sort_and_paging(tui_ws):  # noqa: ANN001
         await pilot.press("n")
         await settle(app, pilot)
         assert screen.page == 1 and "page=2" in screen_text(app) and cells(table, 0)[1] == str(PAGE_SIZE)
+        # The pages either side were read ahead: the next key paints them without a query, and they are right.
+        assert set(screen.prefetched) == {0, 2}
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert screen.page == 2 and screen.last_ms == 0.0 and cells(table, 0)[1] == str(2 * PAGE_SIZE)
+        assert [cells(table, r)[1] for r in range(table.row_count)] == [str(2 * PAGE_SIZE + r) for r in range(PAGE_SIZE)]
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert screen.page == 1 and cells(table, 0)[1] == str(PAGE_SIZE) and "page=2" in screen_text(app)
 
         await pilot.press("w")
         await pilot.press(*"confidence < 0.3", "enter")

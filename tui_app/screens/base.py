@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -46,6 +47,11 @@ class BaseScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.app.sub_title = self.TITLE_TEXT
+
+    painted_at = 0.0  # perf_counter() when the screen's latest data was on screen (bench/tui.py reads it)
+
+    def mark_painted(self) -> None:
+        self.painted_at = time.perf_counter()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Worker.StateChanged does not bubble: every screen hands its workers' endings to the app's one handler.

@@ -158,6 +158,7 @@ class DataMapScreen(BaseScreen):
         self.grid = message.grid
         self.counts = message.counts
         self.paint()
+        self.call_after_refresh(self.mark_painted)
 
     @work(thread=True, exclusive=True, group="counts", exit_on_error=False)
     def load_counts(self, run_id: str, kind: str, bounds: Bounds) -> None:

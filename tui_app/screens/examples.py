@@ -1,24 +1,25 @@
-"""Examples: a DataTable paged by SQL (LIMIT/OFFSET); filters by region, label, metric range, text, tag and a
+"""Examples: a table paged by SQL (LIMIT/OFFSET); filters by region, label, metric range, text, tag and a
 free SQL WHERE; sort by any metric; the active filter as a URL-like header line."""
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from tui_app import data
 from tui_app.data import METRICS, REGIONS, ExampleFilter
+from tui_app.page_table import Column, PageTable
 from tui_app.screens.base import BaseScreen
 
-PAGE_SIZE = 50  # rows a page: DataTable work grows with the rows it holds
+PAGE_SIZE = 50  # rows a page (one LIMIT/OFFSET query)
 TEXT_W = 48
 RANGE_RE = re.compile(r"^\s*(\w+)\s*(?:=|\s)\s*(-?[\d.eE+-]*)\s*\.\.\s*(-?[\d.eE+-]*)\s*$")
 
@@ -40,6 +41,16 @@ class PageLoaded(Message):
     rows: list[tuple[Any, ...]]
     dataset: str
     elapsed_ms: float
+
+
+@dataclass
+class PagePrefetched(Message):
+    """A neighbouring page read ahead, so the next `n`/`p` paints without a query."""
+
+    filter: ExampleFilter
+    page: int
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
 
 
 def parse_range(text: str) -> tuple[str, float | None, float | None]:
@@ -91,7 +102,7 @@ class ExamplesScreen(BaseScreen):
     ExamplesScreen #prompt-label { height: 1; padding: 0 1; color: $text-muted; display: none; }
     ExamplesScreen #prompt { height: 1; border: none; padding: 0 1; display: none; }
     ExamplesScreen #prompt.-active, ExamplesScreen #prompt-label.-active { display: block; }
-    ExamplesScreen DataTable { height: 1fr; }
+    ExamplesScreen PageTable { height: 1fr; }
     ExamplesScreen #page-status { height: 1; padding: 0 1; color: $text-muted; }
     """
 
@@ -106,6 +117,7 @@ class ExamplesScreen(BaseScreen):
         self.prompt_kind: str | None = None
         self.last_ms = 0.0
         self.pages_loaded = 0
+        self.prefetched: dict[int, PagePrefetched] = {}  # neighbours of the current page, for self.filter
         self.text_width = TEXT_W
 
     def compose(self) -> ComposeResult:
@@ -113,21 +125,19 @@ class ExamplesScreen(BaseScreen):
         yield Static("", id="url")
         yield Static("", id="prompt-label")
         yield Input(id="prompt")
-        yield DataTable(id="examples", cursor_type="row", zebra_stripes=True)
+        yield PageTable(id="examples")
         yield Static("", id="page-status")
         yield Footer()
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one(DataTable).focus()
+        self.query_one(PageTable).focus()
         self.load(self.filter, 0, True)
 
     # ---- loading --------------------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="examples", exit_on_error=False)
     def load(self, flt: ExampleFilter | None, page: int, count: bool) -> None:
-        import time
-
         started = time.perf_counter()
         with self.catalog(do_sync=count) as con:
             if flt is None:
@@ -142,8 +152,23 @@ class ExamplesScreen(BaseScreen):
                 return
             total = data.count_rows(con, flt) if count else None
             result = data.query_page(con, flt, PAGE_SIZE, page * PAGE_SIZE)
-        elapsed = (time.perf_counter() - started) * 1000
-        self.post_message(PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed))
+            elapsed = (time.perf_counter() - started) * 1000
+            self.post_message(PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed))
+            known = total if total is not None else self.total
+            self.read_ahead(con, flt, page, known or 0, set())
+
+    @work(thread=True, exclusive=True, group="examples-prefetch", exit_on_error=False)
+    def prefetch(self, flt: ExampleFilter, page: int, total: int, cached: set[int]) -> None:
+        with self.catalog() as con:
+            self.read_ahead(con, flt, page, total, cached)
+
+    def read_ahead(self, con: Any, flt: ExampleFilter, page: int, total: int, cached: set[int]) -> None:
+        """Read the pages either side of `page` (the next one first) while the catalog is open anyway."""
+        last = max(0, -(-total // PAGE_SIZE) - 1)
+        for neighbour in (page + 1, page - 1):
+            if 0 <= neighbour <= last and neighbour not in cached:
+                result = data.query_page(con, flt, PAGE_SIZE, neighbour * PAGE_SIZE)
+                self.post_message(PagePrefetched(flt, neighbour, result.columns, result.rows))
 
     def initial_filter(self, con: Any) -> ExampleFilter | None:
         run_id = self.want_run
@@ -163,9 +188,15 @@ class ExamplesScreen(BaseScreen):
             return ExampleFilter(dataset=datasets[0]["name"])
         return ExampleFilter(dataset=self.want_dataset)
 
+    def on_page_prefetched(self, message: PagePrefetched) -> None:
+        if message.filter == self.filter and abs(message.page - self.page) <= 1:
+            self.prefetched[message.page] = message
+
     def on_page_loaded(self, message: PageLoaded) -> None:
         self.last_ms = message.elapsed_ms
         self.pages_loaded += 1
+        if message.filter != self.filter or message.total is not None:
+            self.prefetched.clear()  # another filter (or a fresh count): what was read ahead is for the old one
         if not message.dataset:
             self.query_one("#url", Static).update("no datasets yet: dynascope import FILE --name NAME")
             return
@@ -173,22 +204,20 @@ class ExamplesScreen(BaseScreen):
         self.page = message.page
         if message.total is not None:
             self.total = message.total
-        table = self.query_one(DataTable)
-        if message.columns == self.columns and table.columns:
-            table.clear()  # same columns (paging): keep them and their widths, swap the rows only
-        else:
-            table.clear(columns=True)
-            for name, label, width in self.column_layout(message.columns, message.rows):
-                table.add_column(label, width=width, key=name)
+        table = self.query_one(PageTable)
+        layout = table.columns  # paging keeps the columns and their widths
+        if message.columns != self.columns or not layout:
+            layout = self.column_layout(message.columns, message.rows)
             self.columns = message.columns
-        for row in message.rows:
-            table.add_row(
-                *[Text(cell(v, c, self.text_width), no_wrap=True) for v, c in zip(row, message.columns)],
-                key=str(row[0]),
-            )
+        table.set_page(
+            layout,
+            [(str(row[0]), [cell(v, c, self.text_width) for v, c in zip(row, message.columns)]) for row in message.rows],
+        )
         self.update_header()
+        self.prefetched = {p: m for p, m in self.prefetched.items() if abs(p - self.page) <= 1}
+        self.call_after_refresh(self.mark_painted)
 
-    def column_layout(self, columns: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[str, str, int]]:
+    def column_layout(self, columns: list[str], rows: list[tuple[Any, ...]]) -> list[Column]:
         """Fixed column widths from the page (the text column takes what is left of the screen's width)."""
         widths = {}
         for index, name in enumerate(columns):
@@ -198,7 +227,7 @@ class ExamplesScreen(BaseScreen):
             widths[name] = min(longest, 26 if name == "example_id" else 12)
         used = sum(w + 2 for w in widths.values()) + 2
         self.text_width = max(20, min(TEXT_W, self.size.width - used - 2))
-        return [(n, HEADERS.get(n, n), self.text_width if n == "text" else widths[n]) for n in columns]
+        return [Column(n, HEADERS.get(n, n), self.text_width if n == "text" else widths[n]) for n in columns]
 
     def update_header(self) -> None:
         assert self.filter is not None
@@ -220,8 +249,14 @@ class ExamplesScreen(BaseScreen):
             return
         last = max(0, -(-self.total // PAGE_SIZE) - 1)
         page = min(last, max(0, self.page + delta))
-        if page != self.page:
+        if page == self.page:
+            return
+        ahead = self.prefetched.pop(page, None)
+        if ahead is None:
             self.load(self.filter, page, False)
+            return
+        self.on_page_loaded(PageLoaded(ahead.filter, page, None, ahead.columns, ahead.rows, ahead.filter.dataset, 0.0))
+        self.prefetch(self.filter, page, self.total, set(self.prefetched))
 
     def action_sort(self) -> None:
         if self.filter is None:
@@ -275,7 +310,7 @@ class ExamplesScreen(BaseScreen):
         self.prompt_kind = None
         self.query_one("#prompt-label", Static).remove_class("-active")
         self.query_one("#prompt", Input).remove_class("-active")
-        self.query_one(DataTable).focus()
+        self.query_one(PageTable).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -313,13 +348,10 @@ class ExamplesScreen(BaseScreen):
         super().action_back()
 
     def action_open(self) -> None:
-        table = self.query_one(DataTable)
-        if self.filter is None or table.row_count == 0:
-            return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        if key is not None:
-            self.app.open_detail(self.filter.dataset, str(key), self.filter.run_id)  # type: ignore[attr-defined]
+        key = self.query_one(PageTable).cursor_key
+        if self.filter is not None and key is not None:
+            self.app.open_detail(self.filter.dataset, key, self.filter.run_id)  # type: ignore[attr-defined]
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_page_table_row_selected(self, event: PageTable.RowSelected) -> None:
         event.stop()
         self.action_open()
