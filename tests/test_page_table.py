@@ -62,3 +62,18 @@ async def test_cursor_scrolls_and_enter_selects() -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert table.row_count == 0 and table.cursor_key is None and app.selected == ["k2", "k0"]
+
+
+async def test_click_moves_the_cursor_and_a_second_click_selects() -> None:
+    app = TableApp(5)
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(PageTable)
+        await pilot.click(PageTable, offset=(3, 3))  # line 3: the header, then rows 0, 1, 2
+        await pilot.pause()
+        assert table.cursor_row == 2 and app.selected == []
+        await pilot.click(PageTable, offset=(3, 3))
+        await pilot.pause()
+        assert app.selected == ["k2"]
+        await pilot.click(PageTable, offset=(3, 0))  # the header selects nothing
+        await pilot.pause()
+        assert table.cursor_row == 2 and app.selected == ["k2"]
