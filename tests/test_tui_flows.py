@@ -176,6 +176,7 @@ async def test_examples_filters_sort_and_paging(tui_ws):  # noqa: ANN001
         await pilot.press("n")
         await settle(app, pilot)
         assert screen.page == 2 and screen.last_ms == 0.0 and cells(table, 0)[1] == str(2 * PAGE_SIZE)
+        assert "page 3/18 · read ahead" in screen_text(app)
         assert [cells(table, r)[1] for r in range(table.row_count)] == [str(2 * PAGE_SIZE + r) for r in range(PAGE_SIZE)]
         await pilot.press("p")
         await settle(app, pilot)

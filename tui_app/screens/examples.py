@@ -235,7 +235,7 @@ class ExamplesScreen(BaseScreen):
         total = self.total or 0
         pages = max(1, -(-total // PAGE_SIZE))
         self.query_one("#page-status", Static).update(
-            f"{total:,} rows · page {self.page + 1}/{pages} · {self.last_ms:.0f} ms · "
+            f"{total:,} rows · page {self.page + 1}/{pages} · {f'{self.last_ms:.0f} ms' if self.last_ms else 'read ahead'} · "
             "n/p page  s sort  d dir  g region  / search  w where  b label  f range  t tag  x clear"
         )
 
