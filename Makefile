@@ -27,6 +27,7 @@ bench: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/ruff check storage engine tui_app tests bench
+	$(BIN)/ruff format --check storage engine tui_app tests bench
 	$(BIN)/mypy
 
 clean:

@@ -29,7 +29,9 @@ def folder_size(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    default = os.environ.get("DYNASCOPE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    default = os.environ.get(
+        "DYNASCOPE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     parser.add_argument("--data-dir", default=default)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -60,7 +62,9 @@ def main() -> None:
     print(f"  catalog write   : {min(writes):6.2f} s (one transaction)")
     print(f"  total           : {best:6.2f} s  (median {statistics.median(totals):.2f} s)")
     print(f"  throughput      : {n / best:,.0f} questions/s")
-    print(f"  catalog on disk : {sizes[-1] / 1e6:.1f} MB ({sizes[-1] / n:.0f} bytes/question; source gz {source.stat().st_size / 1e6:.1f} MB)")
+    print(
+        f"  catalog on disk : {sizes[-1] / 1e6:.1f} MB ({sizes[-1] / n:.0f} bytes/question; source gz {source.stat().st_size / 1e6:.1f} MB)"
+    )
 
 
 if __name__ == "__main__":

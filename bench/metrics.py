@@ -80,9 +80,9 @@ def write_cartography_jsonl(folder: Path, n: int, epochs: int, classes: int = 3,
     for e in range(epochs):
         logits = rng.normal(0, 1, (n, classes))
         logits[np.arange(n), gold] += bias + 0.3 * e
-        pd.DataFrame({"guid": np.arange(n), f"logits_epoch_{e}": list(logits.round(6)), "gold": gold}).to_json(
-            folder / f"dynamics_epoch_{e}.jsonl", lines=True, orient="records"
-        )
+        pd.DataFrame(
+            {"guid": np.arange(n), f"logits_epoch_{e}": list(logits.round(6)), "gold": gold}
+        ).to_json(folder / f"dynamics_epoch_{e}.jsonl", lines=True, orient="records")
 
 
 # ---- the measured work, each in a child process -----------------------------------------------------------
@@ -107,7 +107,9 @@ def child(mode: str, run_dir: Path, work: Path) -> dict[str, float]:
     if mode == "sql":
         con = duckdb.connect()
         start = time.perf_counter()
-        sql = metrics_sql(shard_relation(paths), adversarial=has_adversarial(paths), max_epoch=max_epoch_of(paths))
+        sql = metrics_sql(
+            shard_relation(paths), adversarial=has_adversarial(paths), max_epoch=max_epoch_of(paths)
+        )
         con.execute(f"CREATE TEMP TABLE m AS {sql}")
         elapsed = time.perf_counter() - start
         extra["rows"] = con.execute("SELECT count(*) FROM m").fetchone()[0]
@@ -268,7 +270,10 @@ def main() -> None:
             flush=True,
         )
         report("all metrics, SQL over the shards (compute only)", measure("sql", run_dir, work, args.repeat))
-        report("materialise_metrics into a catalog (what sync does)", measure("catalog", run_dir, work, args.repeat))
+        report(
+            "materialise_metrics into a catalog (what sync does)",
+            measure("catalog", run_dir, work, args.repeat),
+        )
         report(
             "  again after the run gained an epoch (rows replaced)",
             measure("catalog-replace", run_dir, work, args.repeat),

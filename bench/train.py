@@ -37,7 +37,9 @@ from storage.catalog import open_catalog  # noqa: E402
 from storage.datasets import write_dataset  # noqa: E402
 from storage.workspace import Workspace  # noqa: E402
 
-DATA = Path(os.environ.get("DYNASCOPE_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+DATA = Path(
+    os.environ.get("DYNASCOPE_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+)
 
 
 def main() -> None:
@@ -52,11 +54,22 @@ def main() -> None:
     spec = load_source(str(DATA / "sst2" / "train.tsv.gz"), "sst2", ImportOptions())
     with open_catalog(ws) as con:
         write_dataset(con, spec)
-    run_id = create_run(ws, {"dataset": "sst2", "limit": args.examples, "max_length": args.max_length,
-                             "batch_size": args.batch_size, "epochs": 2, "seed": 1})
+    run_id = create_run(
+        ws,
+        {
+            "dataset": "sst2",
+            "limit": args.examples,
+            "max_length": args.max_length,
+            "batch_size": args.batch_size,
+            "epochs": 2,
+            "seed": 1,
+        },
+    )
     ctx = setup(ws.run_dir(run_id), StopFlag())
-    print(f"SST-2, {args.examples} examples, max length {args.max_length}, batch {args.batch_size}, "
-          f"{ctx.accelerator.device}, torch threads {__import__('torch').get_num_threads()}")
+    print(
+        f"SST-2, {args.examples} examples, max length {args.max_length}, batch {args.batch_size}, "
+        f"{ctx.accelerator.device}, torch threads {__import__('torch').get_num_threads()}"
+    )
 
     # (a) the same batch trained with and without inline recording, alternating the order
     batches = get_batches(epoch_order(len(ctx.items), 1, 0), args.batch_size)[: args.pairs]
@@ -65,7 +78,7 @@ def main() -> None:
     cpu_with, cpu_without = [], []  # process CPU time: less sensitive than wall time to other load
     for i, chunk in enumerate(batches):
         batch = ctx.adapter.collate([ctx.items[j] for j, _ in chunk])
-        for record in ((False, True) if i % 2 == 0 else (True, False)):
+        for record in (False, True) if i % 2 == 0 else (True, False):
             t0, c0 = time.perf_counter(), time.process_time()
             out = train_step(ctx, batch, sync=True, scale=1.0)
             if record:
@@ -80,10 +93,12 @@ def main() -> None:
     ratio = statistics.median(w / o for w, o in zip(with_rec, without))
     share = sum(rec_only) / sum(without)
     cpu_ratio = sum(cpu_with) / sum(cpu_without)
-    print(f"(a) inline recording: step {statistics.median(without) * 1000:.1f} ms without, "
-          f"{statistics.median(with_rec) * 1000:.1f} ms with (median of {len(batches)}); "
-          f"median paired wall ratio {ratio:.4f}, CPU-time ratio {cpu_ratio:.4f}; recorder alone {sum(rec_only) / len(rec_only) * 1000:.2f} ms per step "
-          f"= {share * 100:.2f}% of a step (target ratio <= 1.03)")
+    print(
+        f"(a) inline recording: step {statistics.median(without) * 1000:.1f} ms without, "
+        f"{statistics.median(with_rec) * 1000:.1f} ms with (median of {len(batches)}); "
+        f"median paired wall ratio {ratio:.4f}, CPU-time ratio {cpu_ratio:.4f}; recorder alone {sum(rec_only) / len(rec_only) * 1000:.2f} ms per step "
+        f"= {share * 100:.2f}% of a step (target ratio <= 1.03)"
+    )
 
     # (c) a whole epoch with inline recording: throughput and shard size
     recorder = EpochRecorder(0)
@@ -93,9 +108,11 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     path = recorder.write(ctx.run_dir)
     size = path.stat().st_size
-    print(f"(c) throughput: {len(ctx.items) / seconds:.1f} examples/s training with inline recording "
-          f"({seconds:.1f} s for {len(ctx.items)} examples); dynamics shard {size} bytes for {len(recorder)} rows "
-          f"= {size / len(recorder):.1f} bytes per example-epoch (zstd Parquet)")
+    print(
+        f"(c) throughput: {len(ctx.items) / seconds:.1f} examples/s training with inline recording "
+        f"({seconds:.1f} s for {len(ctx.items)} examples); dynamics shard {size} bytes for {len(recorder)} rows "
+        f"= {size / len(recorder):.1f} bytes per example-epoch (zstd Parquet)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ from tui_app.screens.datamap import DataMapScreen  # noqa: E402
 from tui_app.screens.examples import ExamplesScreen  # noqa: E402
 
 TARGETS_MS = {"paint data map": 300, "page examples": 100, "apply region filter": 300}
-WORDS = np.array("the a movie film plot actor scene great dull charming slow witty bleak sharp tender".split())
+WORDS = np.array(
+    "the a movie film plot actor scene great dull charming slow witty bleak sharp tender".split()
+)
 
 
 def build(ws: Workspace, n: int, epochs: int) -> dict[str, float]:
@@ -46,17 +48,33 @@ def build(ws: Workspace, n: int, epochs: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     ids = np.char.add("ex", np.arange(n).astype(str))
     words = WORDS[rng.integers(0, len(WORDS), (n, 6))]
-    text = np.char.add(np.char.add(np.char.add(words[:, 0], " "), np.char.add(words[:, 1], " ")),
-                       np.char.add(np.char.add(words[:, 2], " "), np.char.add(words[:, 3], " example")))
+    text = np.char.add(
+        np.char.add(np.char.add(words[:, 0], " "), np.char.add(words[:, 1], " ")),
+        np.char.add(np.char.add(words[:, 2], " "), np.char.add(words[:, 3], " example")),
+    )
     labels = rng.integers(0, 2, n).astype(np.int32)
-    table = pa.table({
-        "example_id": pa.array(ids), "row_idx": pa.array(np.arange(n, dtype=np.int64)), "text": pa.array(text),
-        "text_pair": pa.nulls(n, pa.string()), "label": pa.array(labels),
-        "label_name": pa.array(np.where(labels == 1, "positive", "negative")), "answers": pa.nulls(n, pa.string()),
-        "is_impossible": pa.nulls(n, pa.bool_()), "title": pa.nulls(n, pa.string()), "orig_id": pa.nulls(n, pa.string()),
-    })
-    spec = DatasetSpec(name="synthetic", task="classification", source="bench/tui.py", format="synthetic",
-                       examples=table, label_names=["negative", "positive"])
+    table = pa.table(
+        {
+            "example_id": pa.array(ids),
+            "row_idx": pa.array(np.arange(n, dtype=np.int64)),
+            "text": pa.array(text),
+            "text_pair": pa.nulls(n, pa.string()),
+            "label": pa.array(labels),
+            "label_name": pa.array(np.where(labels == 1, "positive", "negative")),
+            "answers": pa.nulls(n, pa.string()),
+            "is_impossible": pa.nulls(n, pa.bool_()),
+            "title": pa.nulls(n, pa.string()),
+            "orig_id": pa.nulls(n, pa.string()),
+        }
+    )
+    spec = DatasetSpec(
+        name="synthetic",
+        task="classification",
+        source="bench/tui.py",
+        format="synthetic",
+        examples=table,
+        label_names=["negative", "positive"],
+    )
     with open_catalog(ws) as con:
         write_dataset(con, spec)
     timings["dataset"] = time.perf_counter() - t0
@@ -160,17 +178,25 @@ async def measure(ws: Workspace, repeat: int) -> Timings:
 
 def report(title: str, timings: Timings) -> list[str]:
     print(f"\n{title}")
-    print(f"{'measure':<22}{'press->painted ms':>18}{'min':>6}{'max':>6}{'target':>8}{'ratio':>7}{'Pilot settled ms':>18}")
+    print(
+        f"{'measure':<22}{'press->painted ms':>18}{'min':>6}{'max':>6}{'target':>8}{'ratio':>7}{'Pilot settled ms':>18}"
+    )
     over = []
     for name, painted in timings.painted.items():
         med = statistics.median(painted)
         target = TARGETS_MS[name]
         settled = statistics.median(timings.settled[name])
-        print(f"{name:<22}{med:>18.0f}{min(painted):>6.0f}{max(painted):>6.0f}{target:>8}{med / target:>7.2f}{settled:>18.0f}")
+        print(
+            f"{name:<22}{med:>18.0f}{min(painted):>6.0f}{max(painted):>6.0f}{target:>8}{med / target:>7.2f}{settled:>18.0f}"
+        )
         if med > target:
             over.append(name)
-    print(f"(page examples before the read-ahead arrived: {statistics.median(timings.cold_page):.0f} ms median)")
-    print(f"(Pilot alone: a key bound to nothing, then settle: {statistics.median(timings.noop):.0f} ms median)")
+    print(
+        f"(page examples before the read-ahead arrived: {statistics.median(timings.cold_page):.0f} ms median)"
+    )
+    print(
+        f"(Pilot alone: a key bound to nothing, then settle: {statistics.median(timings.noop):.0f} ms median)"
+    )
     print("all within target" if not over else f"over target: {', '.join(over)}")
     return over
 

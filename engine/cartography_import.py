@@ -60,9 +60,13 @@ class ImportResult:
 def find_epoch_files(directory: Path) -> list[tuple[int, Path]]:
     """dynamics_epoch_N.jsonl files of DIR, or of DIR/training_dynamics, numbered 0..N-1 without gaps."""
     if not directory.exists():
-        raise BadInputError(f"{directory}: no such directory; give the folder holding dynamics_epoch_N.jsonl files")
+        raise BadInputError(
+            f"{directory}: no such directory; give the folder holding dynamics_epoch_N.jsonl files"
+        )
     if not directory.is_dir():
-        raise BadInputError(f"{directory}: not a directory; give the folder holding dynamics_epoch_N.jsonl files")
+        raise BadInputError(
+            f"{directory}: not a directory; give the folder holding dynamics_epoch_N.jsonl files"
+        )
     for folder in (directory, directory / "training_dynamics"):
         if not folder.is_dir():
             continue
@@ -72,7 +76,9 @@ def find_epoch_files(directory: Path) -> list[tuple[int, Path]]:
             if match and path.is_file():
                 epoch = int(match.group(1))
                 if epoch in found:
-                    raise BadInputError(f"{folder}: epoch {epoch} appears twice ({found[epoch].name} and {path.name})")
+                    raise BadInputError(
+                        f"{folder}: epoch {epoch} appears twice ({found[epoch].name} and {path.name})"
+                    )
                 found[epoch] = path
         if found:
             missing = [e for e in range(max(found) + 1) if e not in found]
@@ -88,7 +94,9 @@ def find_epoch_files(directory: Path) -> list[tuple[int, Path]]:
     )
 
 
-def _scan_lines(path: Path, epoch: int, n_classes: int | None) -> tuple[list[str], list[list[float]], list[int]]:
+def _scan_lines(
+    path: Path, epoch: int, n_classes: int | None
+) -> tuple[list[str], list[list[float]], list[int]]:
     """The slow, exact reader: parses line by line and raises at the first bad line (only used when the fast
     reader failed or found something wrong, so that the message can name the line)."""
     field_name = f"logits_epoch_{epoch}"
@@ -110,14 +118,20 @@ def _scan_lines(path: Path, epoch: int, n_classes: int | None) -> tuple[list[str
             for name in ("guid", field_name, "gold"):
                 if name not in record or record[name] is None:
                     other = [k for k in record if k.startswith("logits_epoch_")]
-                    hint = f" (it has {other[0]}: is the file named for the right epoch?)" if other and name == field_name else ""
+                    hint = (
+                        f" (it has {other[0]}: is the file named for the right epoch?)"
+                        if other and name == field_name
+                        else ""
+                    )
                     raise BadInputError(f"{where}: missing field '{name}'{hint}")
             guid = record["guid"]
             if isinstance(guid, bool) or not isinstance(guid, (str, int)):
                 raise BadInputError(f"{where}: guid must be a string or an integer, got {json.dumps(guid)}")
             vec = record[field_name]
-            if not isinstance(vec, list) or not vec or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec
+            if (
+                not isinstance(vec, list)
+                or not vec
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec)
             ):
                 raise BadInputError(f"{where}: {field_name} must be a non-empty list of numbers")
             if n_classes is None:
@@ -129,10 +143,14 @@ def _scan_lines(path: Path, epoch: int, n_classes: int | None) -> tuple[list[str
                 )
             gold = record["gold"]
             if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n_classes:
-                raise BadInputError(f"{where}: gold must be a class index in 0..{n_classes - 1}, got {json.dumps(gold)}")
+                raise BadInputError(
+                    f"{where}: gold must be a class index in 0..{n_classes - 1}, got {json.dumps(gold)}"
+                )
             key = str(guid)
             if key in seen:
-                raise BadInputError(f"{where}: guid {key} appears twice in this file (first on line {seen[key]})")
+                raise BadInputError(
+                    f"{where}: guid {key} appears twice in this file (first on line {seen[key]})"
+                )
             seen[key] = lineno
             guids.append(key)
             logits.append([float(v) for v in vec])
@@ -155,7 +173,9 @@ def _fast_read(path: Path, epoch: int, n_classes: int | None) -> EpochRecords | 
     guid, vec, gold = table.column("guid"), table.column(field_name), table.column("gold")
     if guid.null_count or vec.null_count or gold.null_count:
         return None
-    if not (pa.types.is_integer(guid.type) or pa.types.is_string(guid.type) or pa.types.is_large_string(guid.type)):
+    if not (
+        pa.types.is_integer(guid.type) or pa.types.is_string(guid.type) or pa.types.is_large_string(guid.type)
+    ):
         return None
     if not pa.types.is_integer(gold.type) or not pa.types.is_list(vec.type):
         return None
@@ -185,7 +205,9 @@ def read_epoch(path: Path, epoch: int, n_classes: int | None) -> EpochRecords:
     if records is not None:
         return records
     guids, logits, golds = _scan_lines(path, epoch, n_classes)
-    return EpochRecords(epoch, path, pa.array(guids, pa.string()), np.asarray(logits, np.float64), np.asarray(golds))
+    return EpochRecords(
+        epoch, path, pa.array(guids, pa.string()), np.asarray(logits, np.float64), np.asarray(golds)
+    )
 
 
 def _line_of(path: Path, guid: str) -> int:
@@ -248,7 +270,9 @@ def _check_consistency(epochs: list[EpochRecords]) -> None:
                 f"{rec.path}:{_line_of(rec.path, guid)}: guid {guid} is not in epoch 0 "
                 f"({first.path.name}); every epoch must log the same training examples"
             )
-        differs = pc.filter(joined.column("guid"), pc.not_equal(joined.column("gold"), joined.column("gold_here")))
+        differs = pc.filter(
+            joined.column("guid"), pc.not_equal(joined.column("gold"), joined.column("gold_here"))
+        )
         if len(differs):
             guid = differs[0].as_py()
             raise BadInputError(
@@ -261,7 +285,9 @@ def new_run_id(dataset: str) -> str:
     return f"import-{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
 
-def import_cartography(ws: Workspace, directory: Path, dataset: str, run_id: str | None = None) -> ImportResult:
+def import_cartography(
+    ws: Workspace, directory: Path, dataset: str, run_id: str | None = None
+) -> ImportResult:
     """Read, check, write the run folder, then sync it into the catalog."""
     if run_id is not None and not RUN_ID_RE.match(run_id):
         raise BadInputError(
@@ -277,11 +303,18 @@ def import_cartography(ws: Workspace, directory: Path, dataset: str, run_id: str
             raise BadInputError(
                 f"--dataset '{dataset}': no such dataset; known: {', '.join(names) or '(none yet: dynascope import)'}"
             )
-        if run_id is not None and con.execute("SELECT run_id FROM runs WHERE run_id = ?", [run_id]).fetchall():
+        if (
+            run_id is not None
+            and con.execute("SELECT run_id FROM runs WHERE run_id = ?", [run_id]).fetchall()
+        ):
             raise BadInputError(f"--name '{run_id}': a run with that name already exists; choose another")
-        known = con.sql("SELECT example_id, label FROM examples WHERE dataset = ?", params=[dataset]).to_arrow_table()
+        known = con.sql(
+            "SELECT example_id, label FROM examples WHERE dataset = ?", params=[dataset]
+        ).to_arrow_table()
     if run_id is not None and ws.run_dir(run_id).exists():
-        raise BadInputError(f"--name '{run_id}': the folder {ws.run_dir(run_id)} already exists; choose another name")
+        raise BadInputError(
+            f"--name '{run_id}': the folder {ws.run_dir(run_id)} already exists; choose another name"
+        )
 
     epochs: list[EpochRecords] = []
     n_classes: int | None = None
@@ -310,7 +343,9 @@ def import_cartography(ws: Workspace, directory: Path, dataset: str, run_id: str
     except FileExistsError:
         raise BadInputError(f"the run folder {run_dir} already exists; choose another --name") from None
     try:
-        append_event(run_dir, "state", status="running", n_epochs=n_epochs, message="importing cartography dynamics")
+        append_event(
+            run_dir, "state", status="running", n_epochs=n_epochs, message="importing cartography dynamics"
+        )
         for rec in epochs:
             table = dynamics_table(rec)
             write_shard(run_dir, rec.epoch, 0, table)
@@ -338,7 +373,10 @@ def import_cartography(ws: Workspace, directory: Path, dataset: str, run_id: str
     labelled = pa.table({"example_id": first.guid, "gold": pa.array(first.gold)}).join(known, "example_id")
     labelled = labelled.filter(pc.is_valid(labelled.column("label")))
     if labelled.num_rows:
-        differ = pc.sum(pc.not_equal(labelled.column("gold"), labelled.column("label").cast(pa.int64()))).as_py() or 0
+        differ = (
+            pc.sum(pc.not_equal(labelled.column("gold"), labelled.column("label").cast(pa.int64()))).as_py()
+            or 0
+        )
         if differ:
             notes.append(
                 f"{differ} of {labelled.num_rows} examples have a cartography gold class different from the "
@@ -350,4 +388,6 @@ def import_cartography(ws: Workspace, directory: Path, dataset: str, run_id: str
             f"{missing_from_log} example{'s' if missing_from_log != 1 else ''} of '{dataset}' "
             f"{'have' if missing_from_log != 1 else 'has'} no dynamics in the imported files"
         )
-    return ImportResult(run_id, dataset, n_epochs, len(first.guid), int(n_classes or 0), str(directory), notes)
+    return ImportResult(
+        run_id, dataset, n_epochs, len(first.guid), int(n_classes or 0), str(directory), notes
+    )

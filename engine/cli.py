@@ -114,7 +114,9 @@ def open_app(ws: Workspace) -> None:
 @cli.command("import")
 @click.argument("source")
 @click.option("--name", required=True, help="dataset name in the catalog")
-@click.option("--task", type=click.Choice(["classification", "qa"]), default=None, help="detected when omitted")
+@click.option(
+    "--task", type=click.Choice(["classification", "qa"]), default=None, help="detected when omitted"
+)
 @click.option("--text-col", default=None)
 @click.option("--text-pair-col", default=None)
 @click.option("--label-col", default=None)
@@ -126,7 +128,15 @@ def open_app(ws: Workspace) -> None:
 @workspace_option
 @json_option
 @user_errors
-def import_cmd(source: str, name: str, workspace: str | None, as_json: bool, replace: bool, labels: str | None, **opts: Any) -> None:
+def import_cmd(
+    source: str,
+    name: str,
+    workspace: str | None,
+    as_json: bool,
+    replace: bool,
+    labels: str | None,
+    **opts: Any,
+) -> None:
     """Import a dataset: SQuAD JSON, JSONL, CSV/TSV, Parquet (optionally .gz), or a hub name."""
     from engine.importing import ImportOptions, load_source
 
@@ -136,7 +146,13 @@ def import_cmd(source: str, name: str, workspace: str | None, as_json: bool, rep
         spec = load_source(source, name, options)
     with catalog(ws) as con:
         n = write_dataset(con, spec, replace=replace)
-    summary = {"name": name, "task": spec.task, "n_examples": n, "source": spec.source, "version": spec.version}
+    summary = {
+        "name": name,
+        "task": spec.task,
+        "n_examples": n,
+        "source": spec.source,
+        "version": spec.version,
+    }
     if as_json:
         print_json(summary)
     else:
@@ -172,12 +188,16 @@ def datasets_cmd(workspace: str | None, as_json: bool) -> None:
 @workspace_option
 @json_option
 @user_errors
-def examples_cmd(dataset: str, where: str | None, limit: int, offset: int, workspace: str | None, as_json: bool) -> None:
+def examples_cmd(
+    dataset: str, where: str | None, limit: int, offset: int, workspace: str | None, as_json: bool
+) -> None:
     """Show examples of a dataset."""
     with catalog(get_workspace(workspace)) as con:
         names = [d["name"] for d in list_datasets(con)]
         if dataset not in names:
-            raise BadInputError(f"no dataset named '{dataset}'; known: {', '.join(names) or '(none yet: dynascope import)'}")
+            raise BadInputError(
+                f"no dataset named '{dataset}'; known: {', '.join(names) or '(none yet: dynascope import)'}"
+            )
         try:
             result = query_examples(con, dataset, where, limit, offset)
         except duckdb.Error as exc:
@@ -256,4 +276,3 @@ from engine import cli_analysis, cli_train  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-

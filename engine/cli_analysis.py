@@ -1,9 +1,9 @@
 """CLI commands for metrics, maps, selections and imported dynamics (registered on `engine.cli.cli`).
 
-    dynascope metrics RUN [--json | --parquet OUT] [--region R] [--limit N] [--bounds A,B]
-    dynascope map RUN [--kind cartography|robustness] [--width W --height H] [--bounds A,B] [--json]
-    dynascope select RUN --region R --fraction F [--balanced] [--seed S] --name NEW [--json]
-    dynascope import-dynamics DIR --format cartography --dataset NAME [--name RUN] [--json]
+dynascope metrics RUN [--json | --parquet OUT] [--region R] [--limit N] [--bounds A,B]
+dynascope map RUN [--kind cartography|robustness] [--width W --height H] [--bounds A,B] [--json]
+dynascope select RUN --region R --fraction F [--balanced] [--seed S] --name NEW [--json]
+dynascope import-dynamics DIR --format cartography --dataset NAME [--name RUN] [--json]
 """
 
 from __future__ import annotations
@@ -80,11 +80,35 @@ def metrics_query(
 
 @click.command("metrics")
 @click.argument("run")
-@click.option("--parquet", "parquet_out", type=click.Path(dir_okay=False), default=None, help="write all rows to this Parquet file")
-@click.option("--region", type=click.Choice(CARTOGRAPHY_REGIONS + ROBUSTNESS_REGIONS), default=None, help="only this map region")
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="at most N rows (--json; the table shows 10 by default)")
-@click.option("--bounds", default=None, help="cartography map bounds AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE (default 0.2,0.5)")
-@click.option("--robust-bounds", default=None, help="robustness map bounds SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)")
+@click.option(
+    "--parquet",
+    "parquet_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="write all rows to this Parquet file",
+)
+@click.option(
+    "--region",
+    type=click.Choice(CARTOGRAPHY_REGIONS + ROBUSTNESS_REGIONS),
+    default=None,
+    help="only this map region",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="at most N rows (--json; the table shows 10 by default)",
+)
+@click.option(
+    "--bounds",
+    default=None,
+    help="cartography map bounds AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE (default 0.2,0.5)",
+)
+@click.option(
+    "--robust-bounds",
+    default=None,
+    help="robustness map bounds SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)",
+)
 @workspace_option
 @json_option
 @user_errors
@@ -132,11 +156,24 @@ def metrics_cmd(
         cur = con.execute(sql, params)
         sample = cur.fetchall()
         cols = [d[0] for d in cur.description]
-    click.echo(f"run {run}: {info['n_metrics']} examples, {info['max_epochs']} epochs (dataset {info['dataset']})")
+    click.echo(
+        f"run {run}: {info['n_metrics']} examples, {info['max_epochs']} epochs (dataset {info['dataset']})"
+    )
     click.echo("")
-    for line in text_table(["map", "region", "examples", "confidence", "variability", "correctness", "forgetting"], summary):
+    for line in text_table(
+        ["map", "region", "examples", "confidence", "variability", "correctness", "forgetting"], summary
+    ):
         click.echo(line)
-    shown = ["example_id", "label_name", "region", "confidence", "variability", "correctness", "forgetting", "aum"]
+    shown = [
+        "example_id",
+        "label_name",
+        "region",
+        "confidence",
+        "variability",
+        "correctness",
+        "forgetting",
+        "aum",
+    ]
     if info["n_adversarial"]:
         shown += ["robustness_region", "sensitivity", "flip_rate"]
     idx = [cols.index(c) for c in shown]
@@ -157,12 +194,16 @@ def _fmt(value: Any) -> str:
 def text_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     """Plain aligned columns (numbers right-aligned): readable in a pipe, a log or a narrow terminal."""
     cells = [[_fmt(v) for v in row] for row in rows]
-    numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if r[i] is not None)
-               for i in range(len(columns))]
+    numeric = [
+        all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if r[i] is not None)
+        for i in range(len(columns))
+    ]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
 
     def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+        return "  ".join(
+            v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))
+        ).rstrip()
 
     return [line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells]
 
@@ -189,12 +230,18 @@ def _region_summary(
 @click.option("--kind", type=click.Choice(MAP_KINDS), default="cartography", show_default=True)
 @click.option("--width", type=click.IntRange(min=10, max=400), default=60, show_default=True)
 @click.option("--height", type=click.IntRange(min=5, max=200), default=20, show_default=True)
-@click.option("--bounds", default=None, help="region bounds A,B: cartography AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE "
-              "(default 0.2,0.5); robustness SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)")
+@click.option(
+    "--bounds",
+    default=None,
+    help="region bounds A,B: cartography AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE "
+    "(default 0.2,0.5); robustness SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)",
+)
 @workspace_option
 @json_option
 @user_errors
-def map_cmd(run: str, kind: str, width: int, height: int, bounds: str | None, workspace: str | None, as_json: bool) -> None:
+def map_cmd(
+    run: str, kind: str, width: int, height: int, bounds: str | None, workspace: str | None, as_json: bool
+) -> None:
     """Print the data map as text: x = variability, y = confidence (cartography), or x = sensitivity,
     y = adversarial variability (robustness); region boundaries drawn, counts per region below."""
     from engine.datamap import bin_counts, render_map
@@ -232,7 +279,9 @@ def map_cmd(run: str, kind: str, width: int, height: int, bounds: str | None, wo
 
 @click.command("select")
 @click.argument("run")
-@click.option("--region", required=True, type=click.Choice(SELECTION_REGIONS), help="which top-p% region (or random)")
+@click.option(
+    "--region", required=True, type=click.Choice(SELECTION_REGIONS), help="which top-p% region (or random)"
+)
 @click.option("--fraction", required=True, type=float, help="share of the run's examples, in (0, 1]")
 @click.option("--balanced", is_flag=True, help="an equal share per label, as far as each label has examples")
 @click.option("--seed", type=int, default=0, show_default=True, help="for --region random")
@@ -241,7 +290,14 @@ def map_cmd(run: str, kind: str, width: int, height: int, bounds: str | None, wo
 @json_option
 @user_errors
 def select_cmd(
-    run: str, region: str, fraction: float, balanced: bool, seed: int, name: str, workspace: str | None, as_json: bool
+    run: str,
+    region: str,
+    fraction: float,
+    balanced: bool,
+    seed: int,
+    name: str,
+    workspace: str | None,
+    as_json: bool,
 ) -> None:
     """Make a new dataset NAME from the top FRACTION of a run's examples in a region: easy (highest confidence),
     ambiguous (highest variability), hard (lowest confidence), robust (lowest sensitivity), non-robust (highest
@@ -263,8 +319,12 @@ def select_cmd(
 @click.command("import-dynamics")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["cartography"]), default="cartography", show_default=True)
-@click.option("--dataset", required=True, help="the dataset the dynamics were logged on (guids = example ids)")
-@click.option("--name", "run_name", default=None, help="run id for the import (default: import-<dataset>-<time>)")
+@click.option(
+    "--dataset", required=True, help="the dataset the dynamics were logged on (guids = example ids)"
+)
+@click.option(
+    "--name", "run_name", default=None, help="run id for the import (default: import-<dataset>-<time>)"
+)
 @workspace_option
 @json_option
 @user_errors

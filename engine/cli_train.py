@@ -67,7 +67,12 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
                             f"epoch {event['epoch'] + 1}/{n_epochs}  loss {event.get('loss', 0):.4f}  "
                             f"{event.get('examples_per_s') or 0:.1f} ex/s  eta {_fmt_s(event.get('eta_s'))}"
                         )
-                        bar.update(task, total=total * n_epochs, completed=event["epoch"] * total + event["step"], info=info)
+                        bar.update(
+                            task,
+                            total=total * n_epochs,
+                            completed=event["epoch"] * total + event["step"],
+                            info=info,
+                        )
                     elif kind == "epoch_end":
                         metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in event.get("metrics", {}).items())
                         bar.console.print(f"epoch {event['epoch'] + 1} done: {metrics}", highlight=False)
@@ -81,7 +86,11 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
                     return status
                 if proc is not None and proc.poll() is not None:
                     time.sleep(0.2)
-                    if not any(e.get("status") in TERMINAL_STATES for e in tail.read_new() if e.get("type") == "state"):
+                    if not any(
+                        e.get("status") in TERMINAL_STATES
+                        for e in tail.read_new()
+                        if e.get("type") == "state"
+                    ):
                         bar.console.print(
                             f"the job process exited with status {proc.returncode} without finishing; "
                             f"see {ws.run_dir(run_id) / 'job.log'}"
@@ -114,7 +123,9 @@ def _fmt_s(v: Any) -> str:
 
 @cli.command("train")
 @click.argument("dataset", required=False)
-@click.option("--model", default=None, help="Hugging Face model id or local folder (default: the offline MiniLM-L6)")
+@click.option(
+    "--model", default=None, help="Hugging Face model id or local folder (default: the offline MiniLM-L6)"
+)
 @click.option("--epochs", type=int, default=None, help="default 3")
 @click.option("--max-length", type=int, default=None, help="tokens per input (default 128; QA 384)")
 @click.option("--batch-size", type=int, default=None, help="examples per step and rank (default 16)")
@@ -123,9 +134,13 @@ def _fmt_s(v: Any) -> str:
 @click.option("--limit", type=int, default=None, help="train on the first N examples only")
 @click.option("--dynamics", type=click.Choice(["inline", "epoch-end"]), default=None, help="default inline")
 @click.option("--subset", default=None, help="train on the examples of this selection (a dataset of its own)")
-@click.option("--eval", "eval_sets", multiple=True, help="evaluate on this dataset after training (repeatable)")
+@click.option(
+    "--eval", "eval_sets", multiple=True, help="evaluate on this dataset after training (repeatable)"
+)
 @click.option("--grad-accum", type=int, default=None, help="micro-batches per optimizer step (default 1)")
-@click.option("--warmup-ratio", type=float, default=None, help="share of steps with linear warm-up (default 0.1)")
+@click.option(
+    "--warmup-ratio", type=float, default=None, help="share of steps with linear warm-up (default 0.1)"
+)
 @click.option("--nproc", type=int, default=None, help="processes on this machine (torchrun ranks; default 1)")
 @click.option("--detach", is_flag=True, help="start the job in the background and return")
 @click.option("--resume", "resume_run", default=None, help="continue RUN from its last complete epoch")
@@ -147,7 +162,9 @@ def train_cmd(
     ws = get_workspace(workspace)
     if resume_run:
         if dataset or any(v is not None for v in opts.values()) or eval_sets:
-            raise BadInputError("--resume continues a run with its own settings; give no DATASET or other options")
+            raise BadInputError(
+                "--resume continues a run with its own settings; give no DATASET or other options"
+            )
         run_id = resume_run
         proc = resume(ws, run_id)
     else:
@@ -163,8 +180,12 @@ def train_cmd(
         return
     status = follow(ws, run_id, proc, quiet=as_json)
     with catalog(ws) as con:  # sync registers the epochs, metrics and evaluations the job wrote
-        row = con.execute("SELECT status, epochs_done, n_epochs FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        evals = con.execute("SELECT eval_set, metrics FROM evaluations WHERE run_id = ? ORDER BY eval_set", [run_id]).fetchall()
+        row = con.execute(
+            "SELECT status, epochs_done, n_epochs FROM runs WHERE run_id = ?", [run_id]
+        ).fetchone()
+        evals = con.execute(
+            "SELECT eval_set, metrics FROM evaluations WHERE run_id = ? ORDER BY eval_set", [run_id]
+        ).fetchall()
     summary: dict[str, Any] = {
         "run_id": run_id,
         "status": status,
@@ -220,11 +241,18 @@ def eval_cmd(run_id: str, dataset: str, batch_size: int | None, workspace: str |
     with catalog(ws):
         pass  # sync registers eval/<set>.parquet and its summary
     assert summary is not None
-    result = {"run_id": run_id, "eval_set": dataset, "n_examples": summary["n_examples"], "metrics": summary["metrics"]}
+    result = {
+        "run_id": run_id,
+        "eval_set": dataset,
+        "n_examples": summary["n_examples"],
+        "metrics": summary["metrics"],
+    }
     if as_json:
         print_json(result)
         return
-    print_table(f"{run_id} on {dataset}", ["metric", "value"], [[k, _fmt(v)] for k, v in summary["metrics"].items()])
+    print_table(
+        f"{run_id} on {dataset}", ["metric", "value"], [[k, _fmt(v)] for k, v in summary["metrics"].items()]
+    )
 
 
 @cli.command("jobs")
@@ -242,9 +270,22 @@ def jobs_cmd(workspace: str | None, as_json: bool) -> None:
     rows = []
     for j in jobs:
         p = j["progress"] or {}
-        live = f"epoch {p['epoch'] + 1} step {p['step']}/{p['total']} eta {_fmt_s(p.get('eta_s'))}" if p and j["alive"] else ""
-        rows.append([j["run_id"], j["kind"], j["dataset"], j["status"], f"{j['epochs_done']}/{j['n_epochs']}", live,
-                     j["pid"] if j["alive"] else ""])
+        live = (
+            f"epoch {p['epoch'] + 1} step {p['step']}/{p['total']} eta {_fmt_s(p.get('eta_s'))}"
+            if p and j["alive"]
+            else ""
+        )
+        rows.append(
+            [
+                j["run_id"],
+                j["kind"],
+                j["dataset"],
+                j["status"],
+                f"{j['epochs_done']}/{j['n_epochs']}",
+                live,
+                j["pid"] if j["alive"] else "",
+            ]
+        )
     print_table("jobs", ["run", "kind", "dataset", "status", "epochs", "progress", "pid"], rows)
 
 

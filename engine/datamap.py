@@ -81,12 +81,15 @@ class MapGrid:
         return "robust" if x < b.robust_sensitivity else "non-robust"
 
 
-def _ranges(con: duckdb.DuckDBPyConnection, run_id: str, kind: str) -> tuple[tuple[float, float], tuple[float, float]]:
+def _ranges(
+    con: duckdb.DuckDBPyConnection, run_id: str, kind: str
+) -> tuple[tuple[float, float], tuple[float, float]]:
     if kind == "cartography":
         return (0.0, 0.5), (0.0, 1.0)
     xcol, ycol, _, _ = AXES[kind]
     row = con.execute(
-        f"SELECT max({xcol}), max({ycol}) FROM example_metrics WHERE run_id = ? AND {xcol} IS NOT NULL", [run_id]
+        f"SELECT max({xcol}), max({ycol}) FROM example_metrics WHERE run_id = ? AND {xcol} IS NOT NULL",
+        [run_id],
     ).fetchone()
     xmax = float(row[0]) if row and row[0] is not None and row[0] > 0 else 1.0
     ymax = float(row[1]) if row and row[1] is not None and row[1] > 0 else 1.0
@@ -132,7 +135,9 @@ def bin_counts(
     ).fetchall():
         if region is not None:
             region_counts[region] = int(n)
-    return MapGrid(kind, width, height, (x0, x1), (y0, y1), xlabel, ylabel, counts, total, bounds, region_counts)
+    return MapGrid(
+        kind, width, height, (x0, x1), (y0, y1), xlabel, ylabel, counts, total, bounds, region_counts
+    )
 
 
 def shade(count: int, max_count: int) -> str:

@@ -21,7 +21,9 @@ DEMO_FILES: list[tuple[str, str, ImportOptions]] = [
     ("squad-dev", "squad_v1.1/dev-v1.1.json.gz", ImportOptions()),
     ("addsent", "adversarial_squad/sample1k-HCVerifyAll.json.gz", ImportOptions()),
 ]
-HUB_FALLBACK = [("sst2-train", "stanfordnlp/sst2", ImportOptions(split="train", text_col="sentence", id_col="idx"))]
+HUB_FALLBACK = [
+    ("sst2-train", "stanfordnlp/sst2", ImportOptions(split="train", text_col="sentence", id_col="idx"))
+]
 
 
 def find_data_dir() -> tuple[Path | None, str]:
@@ -53,7 +55,9 @@ def build_demo(ws: Workspace, log: Callable[[str], None] = print) -> list[str]:
         else HUB_FALLBACK
     )
     if not plan:
-        raise BadInputError(f"no demo files found under {data_dir}; set DYNASCOPE_DATA_DIR to the data folder")
+        raise BadInputError(
+            f"no demo files found under {data_dir}; set DYNASCOPE_DATA_DIR to the data folder"
+        )
     for name, source, opts in plan:
         if name in present:
             log(f"  {name}: already in the workspace")
@@ -66,8 +70,16 @@ def build_demo(ws: Workspace, log: Callable[[str], None] = print) -> list[str]:
     return imported
 
 
-DEMO_RUN: dict = {"dataset": "sst2-train", "limit": 1000, "max_length": 48, "epochs": 3, "batch_size": 32, "lr": 1e-4,
-            "seed": 42, "eval": ["sst2-dev"]}
+DEMO_RUN: dict = {
+    "dataset": "sst2-train",
+    "limit": 1000,
+    "max_length": 48,
+    "epochs": 3,
+    "batch_size": 32,
+    "lr": 1e-4,
+    "seed": 42,
+    "eval": ["sst2-dev"],
+}
 
 
 def train_demo_run(
@@ -91,11 +103,15 @@ def train_demo_run(
     config = {**DEMO_RUN, "eval": [e for e in DEMO_RUN["eval"] if e in names]}
     run_id = create_run(ws, config)
     proc = spawn(ws, run_id)
-    log(f"  demo run: training {run_id} ({config['limit']} examples x {config['epochs']} epochs, pid {proc.pid}) ...")
+    log(
+        f"  demo run: training {run_id} ({config['limit']} examples x {config['epochs']} epochs, pid {proc.pid}) ..."
+    )
     if follow is not None:  # the CLI's progress bar, fed by the run's events.jsonl
         status = follow(run_id, proc)
         if status != "done":
-            raise RuntimeError(f"the demo run {run_id} ended {status}; see {ws.run_dir(run_id) / 'events.jsonl'}")
+            raise RuntimeError(
+                f"the demo run {run_id} ended {status}; see {ws.run_dir(run_id) / 'events.jsonl'}"
+            )
         return run_id
     seen = 0
     while True:

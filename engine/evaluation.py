@@ -25,23 +25,34 @@ from engine.training import CHECKPOINT, TrainConfig, build_adapter, evaluate, lo
 from storage.artifacts import eval_dir, write_json_atomic, write_parquet_atomic
 
 EVAL_SCHEMA = pa.schema(
-    [("example_id", pa.string()), ("prediction", pa.string()), ("correct", pa.bool_()), ("score", pa.float64())]
+    [
+        ("example_id", pa.string()),
+        ("prediction", pa.string()),
+        ("correct", pa.bool_()),
+        ("score", pa.float64()),
+    ]
 )
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._=+-]+$")
 
 
 def eval_file_stem(name: str) -> str:
     if not SAFE_NAME.match(name):
-        raise BadInputError(f"evaluation set name {name!r} must be letters, digits, '.', '_', '-' only (it names a file)")
+        raise BadInputError(
+            f"evaluation set name {name!r} must be letters, digits, '.', '_', '-' only (it names a file)"
+        )
     return name
 
 
-def map_labels(table: pa.Table, train_labels: list[str], eval_labels: list[str] | None, name: str) -> pa.Table:
+def map_labels(
+    table: pa.Table, train_labels: list[str], eval_labels: list[str] | None, name: str
+) -> pa.Table:
     """Re-index the eval set's labels by name into the run's label order (datasets may order classes differently)."""
     names = table.column("label_name").to_pylist() if "label_name" in table.column_names else None
     labels = table.column("label").to_pylist()
     if any(v is None for v in labels):
-        raise BadInputError(f"'{name}' has unlabeled examples; evaluation needs a gold label for every example")
+        raise BadInputError(
+            f"'{name}' has unlabeled examples; evaluation needs a gold label for every example"
+        )
     if names is None or any(n is None for n in names):
         names = [eval_labels[v] if eval_labels else str(v) for v in labels]
     index = {n: i for i, n in enumerate(train_labels)}
@@ -50,7 +61,9 @@ def map_labels(table: pa.Table, train_labels: list[str], eval_labels: list[str] 
         raise BadInputError(
             f"'{name}' has labels {unknown} that the run never trained on (run labels: {train_labels})"
         )
-    return table.set_column(table.column_names.index("label"), "label", pa.array([index[n] for n in names], pa.int32()))
+    return table.set_column(
+        table.column_names.index("label"), "label", pa.array([index[n] for n in names], pa.int32())
+    )
 
 
 def classification_metrics(rows: dict[str, list[Any]]) -> tuple[dict[str, Any], list[float]]:
@@ -59,9 +72,14 @@ def classification_metrics(rows: dict[str, list[Any]]) -> tuple[dict[str, Any], 
     return {"accuracy": sum(correct) / n if n else 0.0, "total": n}, [1.0 if c else 0.0 for c in correct]
 
 
-def qa_metrics(rows: dict[str, list[Any]], table: pa.Table, version: str | None) -> tuple[dict[str, Any], list[float]]:
+def qa_metrics(
+    rows: dict[str, list[Any]], table: pa.Table, version: str | None
+) -> tuple[dict[str, Any], list[float]]:
     ids = [str(x) for x in table.column("example_id").to_pylist()]
-    golds = {i: [a["text"] for a in json.loads(ans or "[]")] for i, ans in zip(ids, table.column("answers").to_pylist())}
+    golds = {
+        i: [a["text"] for a in json.loads(ans or "[]")]
+        for i, ans in zip(ids, table.column("answers").to_pylist())
+    }
     per = score_predictions(dict(zip(rows["example_id"], rows["prediction"])), golds, v2=version == "v2.0")
     if version == "v2.0":
         impossible = table.column("is_impossible").to_pylist()
@@ -75,11 +93,18 @@ def qa_metrics(rows: dict[str, list[Any]], table: pa.Table, version: str | None)
     return metrics, [per[i][1] for i in rows["example_id"]]
 
 
-def score_rows(cfg: TrainConfig, rows: dict[str, list[Any]], table: pa.Table, version: str | None) -> tuple[dict[str, Any], pa.Table]:
+def score_rows(
+    cfg: TrainConfig, rows: dict[str, list[Any]], table: pa.Table, version: str | None
+) -> tuple[dict[str, Any], pa.Table]:
     # `correct` comes from the adapter: exact match after SQuAD normalisation for QA, argmax == gold otherwise
     metrics, scores = qa_metrics(rows, table, version) if cfg.task == "qa" else classification_metrics(rows)
     per_example = pa.table(
-        {"example_id": rows["example_id"], "prediction": rows["prediction"], "correct": rows["correct"], "score": scores},
+        {
+            "example_id": rows["example_id"],
+            "prediction": rows["prediction"],
+            "correct": rows["correct"],
+            "score": scores,
+        },
         schema=EVAL_SCHEMA,
     )
     return metrics, per_example
@@ -102,7 +127,9 @@ def evaluate_table(
     if cfg.task == "classification":
         table = map_labels(table, cfg.label_names or [], meta.get("label_names"), name)
     adapter = build_adapter(cfg, load_tokenizer_for(run_dir, cfg), version=meta.get("version"))
-    rows = evaluate(model, adapter, adapter.encode(table), batch_size=cfg.eval_batch_size, stop=stop, on_batch=on_batch)
+    rows = evaluate(
+        model, adapter, adapter.encode(table), batch_size=cfg.eval_batch_size, stop=stop, on_batch=on_batch
+    )
     if rows is None:
         return None
     metrics, per_example = score_rows(cfg, rows, table, meta.get("version"))
@@ -126,7 +153,9 @@ def load_run_model(run_dir: Path, cfg: TrainConfig) -> Any:
         model = load_model(adapter, str(final))
     elif (run_dir / CHECKPOINT).is_file():
         model = load_model(adapter, cfg.model)
-        model.load_state_dict(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(
+            torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)["model"]
+        )
     else:
         raise BadInputError(f"run {run_dir.name} has no trained weights yet (no model/ and no checkpoint)")
     if torch.cuda.is_available():
@@ -134,7 +163,9 @@ def load_run_model(run_dir: Path, cfg: TrainConfig) -> Any:
     return model.eval()
 
 
-def evaluate_exported_sets(run_dir: Path, model: Any, cfg: TrainConfig, stop: Callable[[], bool] | None = None) -> None:
+def evaluate_exported_sets(
+    run_dir: Path, model: Any, cfg: TrainConfig, stop: Callable[[], bool] | None = None
+) -> None:
     """The `--eval` sets the launcher exported into inputs/eval/ (job processes never read the catalog)."""
     from storage.artifacts import append_event
 
@@ -143,5 +174,6 @@ def evaluate_exported_sets(run_dir: Path, model: Any, cfg: TrainConfig, stop: Ca
         table = pq.read_table(run_dir / "inputs" / "eval" / f"{eval_file_stem(name)}.parquet")
         summary = evaluate_table(run_dir, model, cfg, name, table, meta, stop=stop)
         if summary is not None:
-            append_event(run_dir, "metrics", metrics={f"eval/{name}/{k}": v for k, v in summary["metrics"].items()})
-
+            append_event(
+                run_dir, "metrics", metrics={f"eval/{name}/{k}": v for k, v in summary["metrics"].items()}
+            )

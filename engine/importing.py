@@ -60,7 +60,9 @@ def read_text(path: Path, compressed: bool) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise BadInputError(f"{path}: cannot read the file ({exc.strerror}); check the path and permissions") from exc
+        raise BadInputError(
+            f"{path}: cannot read the file ({exc.strerror}); check the path and permissions"
+        ) from exc
     if compressed:
         try:
             raw = gzip.decompress(raw)
@@ -69,7 +71,9 @@ def read_text(path: Path, compressed: bool) -> str:
                 f"{path}: the gzip stream is truncated or corrupt ({exc}); download or copy the file again"
             ) from exc
         except gzip.BadGzipFile as exc:
-            raise BadInputError(f"{path}: not a gzip file although it ends in .gz ({exc}); rename or recompress it") from exc
+            raise BadInputError(
+                f"{path}: not a gzip file although it ends in .gz ({exc}); rename or recompress it"
+            ) from exc
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -81,7 +85,12 @@ def read_text(path: Path, compressed: bool) -> str:
 
 
 def _json_error(place: str, exc: json.JSONDecodeError, text_len: int) -> BadInputError:
-    truncated = exc.pos >= text_len - 1 or "Unterminated" in exc.msg or "Expecting" in exc.msg and exc.pos >= text_len - 2
+    truncated = (
+        exc.pos >= text_len - 1
+        or "Unterminated" in exc.msg
+        or "Expecting" in exc.msg
+        and exc.pos >= text_len - 2
+    )
     what = "truncated JSON (the file ends early)" if truncated else f"malformed JSON ({exc.msg})"
     return BadInputError(f"{place}:{exc.lineno}:{exc.colno}: {what}; fix or re-download the file")
 
@@ -150,13 +159,17 @@ def parse_squad(obj: Any, origin: str, fix_spans: bool) -> tuple[pa.Table, str, 
                     raise BadInputError(f"{place}: missing required field 'answers'")
                 if not answers and not impossible:
                     raise BadInputError(
-                        f"{place}: no answers and not marked is_impossible; add an answer or set \"is_impossible\": true"
+                        f'{place}: no answers and not marked is_impossible; add an answer or set "is_impossible": true'
                     )
                 clean = []
                 for ans in answers:
-                    text, start = (ans.get("text"), ans.get("answer_start")) if isinstance(ans, dict) else (None, None)
+                    text, start = (
+                        (ans.get("text"), ans.get("answer_start")) if isinstance(ans, dict) else (None, None)
+                    )
                     if not isinstance(text, str) or not isinstance(start, int):
-                        raise BadInputError(f"{place}: each answer needs 'text' (string) and 'answer_start' (integer)")
+                        raise BadInputError(
+                            f"{place}: each answer needs 'text' (string) and 'answer_start' (integer)"
+                        )
                     if context[start : start + len(text)] != text:
                         found = _relocate(context, text, start) if fix_spans else -1
                         if found < 0:
@@ -207,7 +220,9 @@ def _relocate(context: str, text: str, start: int) -> int:
 # ---- tabular (CSV, TSV, JSONL, Parquet, hub) ------------------------------------------------------------------
 
 
-def _pick(columns: Sequence[str], given: str | None, candidates: Iterable[str], what: str, origin: str) -> str | None:
+def _pick(
+    columns: Sequence[str], given: str | None, candidates: Iterable[str], what: str, origin: str
+) -> str | None:
     if given is not None:
         if given not in columns:
             raise BadInputError(
@@ -258,7 +273,9 @@ def parse_records(
         example_id = str(rec.get(id_col)) if id_col is not None and rec.get(id_col) is not None else str(i)
         text = rec.get(text_col)
         if text is None or not str(text).strip():
-            raise BadInputError(f"{place}: empty text in column '{text_col}' (id {example_id}); fill it in or drop the row")
+            raise BadInputError(
+                f"{place}: empty text in column '{text_col}' (id {example_id}); fill it in or drop the row"
+            )
         pair = rec.get(pair_col) if pair_col else None
         if pair_col and (pair is None or not str(pair).strip()):
             raise BadInputError(
@@ -330,7 +347,10 @@ def _qa_records(records, columns, origin, place_of, opts) -> pa.Table:  # type: 
                 raise BadInputError(f"{place_of(i)}: missing required field '{required}'")
         answers = rec.get("answers") or {}
         if isinstance(answers, dict):  # {"text": [...], "answer_start": [...]}
-            answers = [{"text": t, "answer_start": s} for t, s in zip(answers.get("text", []), answers.get("answer_start", []))]
+            answers = [
+                {"text": t, "answer_start": s}
+                for t, s in zip(answers.get("text", []), answers.get("answer_start", []))
+            ]
         qid = rec.get(opts.id_col or "id")
         qid = str(qid) if qid is not None else str(i)
         articles["data"].append(
@@ -396,7 +416,9 @@ def read_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], list[str], 
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise BadInputError(f"{path}:{lineno}: malformed JSON line ({exc.msg}); fix or remove the line") from exc
+            raise BadInputError(
+                f"{path}:{lineno}: malformed JSON line ({exc.msg}); fix or remove the line"
+            ) from exc
         if not isinstance(obj, dict):
             raise BadInputError(f"{path}:{lineno}: expected a JSON object per line")
         records.append(obj)
@@ -467,7 +489,9 @@ def _hub_unreachable(name: str) -> BadInputError:
 def load_hub(name: str, opts: ImportOptions) -> DatasetSpec:
     import os
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0"
+    ) not in ("0", "")
     if not offline and not hub_reachable():
         raise _hub_unreachable(name)
     try:
@@ -481,21 +505,39 @@ def load_hub(name: str, opts: ImportOptions) -> DatasetSpec:
         text = f"{type(exc).__name__}: {exc}"
         unreachable = any(
             word in text
-            for word in ("Connection", "offline", "resolve", "Network", "unreachable", "Max retries", "Temporary failure")
+            for word in (
+                "Connection",
+                "offline",
+                "resolve",
+                "Network",
+                "unreachable",
+                "Max retries",
+                "Temporary failure",
+            )
         )
         if unreachable or "HF_HUB_OFFLINE" in text or "Couldn't reach" in text:
             raise _hub_unreachable(name) from exc
-        raise BadInputError(f"'{name}': not a readable local file and the hub could not load it ({text})") from exc
+        raise BadInputError(
+            f"'{name}': not a readable local file and the hub could not load it ({text})"
+        ) from exc
     label_feature = ds.features.get(opts.label_col or "label")
     class_names = label_feature.names if isinstance(label_feature, ClassLabel) else None
     records = ds.to_list()
-    return _tabular_spec(records, ds.column_names, f"hf://{name}[{opts.split}]", lambda i: f"{name}: row {i}", opts, "hub", class_names)
+    return _tabular_spec(
+        records,
+        ds.column_names,
+        f"hf://{name}[{opts.split}]",
+        lambda i: f"{name}: row {i}",
+        opts,
+        "hub",
+        class_names,
+    )
 
 
 def looks_like_path(source: str) -> bool:
-    return any(source.lower().endswith(ext) or source.lower().endswith(ext + ".gz") for ext in FORMATS) or source.startswith(
-        (".", "/", "~")
-    )
+    return any(
+        source.lower().endswith(ext) or source.lower().endswith(ext + ".gz") for ext in FORMATS
+    ) or source.startswith((".", "/", "~"))
 
 
 def load_source(source: str, name: str, opts: ImportOptions) -> DatasetSpec:
@@ -509,7 +551,9 @@ def load_source(source: str, name: str, opts: ImportOptions) -> DatasetSpec:
     if path.exists():
         spec = load_local(path, opts)
     elif looks_like_path(source):
-        raise BadInputError(f"{source}: no such file; check the path (relative paths start from {Path.cwd()})")
+        raise BadInputError(
+            f"{source}: no such file; check the path (relative paths start from {Path.cwd()})"
+        )
     else:
         spec = load_hub(source, opts)
     spec.name = name

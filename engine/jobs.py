@@ -103,10 +103,14 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if cfg["dynamics"] not in DYNAMICS_MODES:
         raise BadInputError(f"dynamics must be one of {', '.join(DYNAMICS_MODES)}, got {cfg['dynamics']!r}")
     model = str(cfg["model"])
-    if model != DEFAULT_MODEL and (model.startswith((".", "/", "~")) or os.sep in model and Path(model).exists()):
+    if model != DEFAULT_MODEL and (
+        model.startswith((".", "/", "~")) or os.sep in model and Path(model).exists()
+    ):
         path = Path(model).expanduser()
         if not path.is_dir():
-            raise BadInputError(f"--model {model}: no such folder (give a Hugging Face model id or a local folder)")
+            raise BadInputError(
+                f"--model {model}: no such folder (give a Hugging Face model id or a local folder)"
+            )
         cfg["model"] = str(path.resolve())
     return cfg
 
@@ -147,7 +151,9 @@ def create_run(ws: Workspace, config: dict[str, Any]) -> str:
     if meta["task"] == "classification":
         unlabeled = train.column("label").null_count
         if unlabeled:
-            raise BadInputError(f"'{subset or dataset}' has {unlabeled} unlabeled examples; training needs labels")
+            raise BadInputError(
+                f"'{subset or dataset}' has {unlabeled} unlabeled examples; training needs labels"
+            )
         if subset:
             from engine.evaluation import map_labels
 
@@ -155,7 +161,9 @@ def create_run(ws: Workspace, config: dict[str, Any]) -> str:
             train = map_labels(train, meta["label_names"] or [], sub_meta["label_names"], subset)
     for _table, emeta in evals:
         if emeta["task"] != meta["task"]:
-            raise BadInputError(f"--eval {emeta['name']}: a {emeta['task']} dataset, but '{dataset}' is {meta['task']}")
+            raise BadInputError(
+                f"--eval {emeta['name']}: a {emeta['task']} dataset, but '{dataset}' is {meta['task']}"
+            )
 
     run_id = new_run_id(subset or dataset)
     run_dir = ws.run_dir(run_id)
@@ -163,7 +171,9 @@ def create_run(ws: Workspace, config: dict[str, Any]) -> str:
     write_parquet_atomic(train, run_dir / "inputs" / "train.parquet")
     for table, emeta in evals:
         write_parquet_atomic(table, run_dir / "inputs" / "eval" / f"{emeta['name']}.parquet")
-    full = {k: v for k, v in cfg.items() if k not in ("created_at",)}  # keep what callers add (parent_run, ...)
+    full = {
+        k: v for k, v in cfg.items() if k not in ("created_at",)
+    }  # keep what callers add (parent_run, ...)
     full |= TrainConfig.from_dict(
         {
             **cfg,
@@ -206,7 +216,9 @@ def create_eval_run(ws: Workspace, config: dict[str, Any]) -> str:
         evals = [export_dataset(con, name, what="evaluation set") for name in names]
     for _table, meta in evals:
         if meta["task"] != source_cfg.get("task"):
-            raise BadInputError(f"'{meta['name']}' is a {meta['task']} dataset; run {source} is {source_cfg.get('task')}")
+            raise BadInputError(
+                f"'{meta['name']}' is a {meta['task']} dataset; run {source} is {source_cfg.get('task')}"
+            )
     run_id = new_run_id(f"eval-{source}")
     run_dir = ws.run_dir(run_id)
     run_dir.mkdir(parents=True)
@@ -214,8 +226,15 @@ def create_eval_run(ws: Workspace, config: dict[str, Any]) -> str:
         write_parquet_atomic(table, run_dir / "inputs" / "eval" / f"{meta['name']}.parquet")
     full = {k: v for k, v in config.items() if k not in ("created_at", "eval")}
     full.update(
-        kind="evaluate", run=source, source_run=source, dataset=names[0], model=source_cfg.get("model"),
-        task=source_cfg.get("task"), eval_sets=[m for _, m in evals], run_id=run_id, created_at=time.time(),
+        kind="evaluate",
+        run=source,
+        source_run=source,
+        dataset=names[0],
+        model=source_cfg.get("model"),
+        task=source_cfg.get("task"),
+        eval_sets=[m for _, m in evals],
+        run_id=run_id,
+        created_at=time.time(),
     )
     append_event(run_dir, "state", status="created")
     write_config(run_dir, full)
@@ -240,20 +259,32 @@ def run_evaluate_job(ws_runs: Path, run_dir: Path, config: dict[str, Any], flag:
         # one "epoch" per evaluation set, so the app's progress bar and ETA read as for training (throttled)
         started, last = time.monotonic(), [0.0]
 
-        def on_batch(done: int, total: int, index: int = index, started: float = started, last: list = last) -> None:
+        def on_batch(
+            done: int, total: int, index: int = index, started: float = started, last: list = last
+        ) -> None:
             now = time.monotonic()
             if now - last[0] < 1.0 and done not in (1, total):
                 return
             last[0] = now
             eta = (now - started) / done * (total - done)
-            append_event(run_dir, "progress", epoch=index, n_epochs=len(sets), step=done, total=total, eta_s=round(eta, 1))
+            append_event(
+                run_dir,
+                "progress",
+                epoch=index,
+                n_epochs=len(sets),
+                step=done,
+                total=total,
+                eta_s=round(eta, 1),
+            )
 
         summary = evaluate_table(
             source_dir, model, cfg, meta["name"], table, meta, stop=lambda: flag.requested, on_batch=on_batch
         )
         if summary is None:
             return "cancelled"
-        append_event(run_dir, "metrics", metrics={f"{meta['name']}/{k}": v for k, v in summary["metrics"].items()})
+        append_event(
+            run_dir, "metrics", metrics={f"{meta['name']}/{k}": v for k, v in summary["metrics"].items()}
+        )
     return "done"
 
 
@@ -388,8 +419,17 @@ def run_job(run_dir: str | Path) -> int:
 def supervise_ranks(run_dir: Path, nproc: int, flag: Any) -> int:
     """Several processes: torchrun starts the ranks (`-m engine.training`), rank 0 writes the terminal state;
     this supervisor only records a failure the ranks could not report themselves."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "engine.training", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "engine.training",
+        str(run_dir),
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, "DYNASCOPE_SUPERVISED": "1"})
     forwarded = False
     while proc.poll() is None:
@@ -401,6 +441,10 @@ def supervise_ranks(run_dir: Path, nproc: int, flag: Any) -> int:
     if not state.finished:
         from engine.training import finish
 
-        finish(run_dir, "cancelled" if flag.requested else "failed", f"torchrun exited with status {proc.returncode}")
+        finish(
+            run_dir,
+            "cancelled" if flag.requested else "failed",
+            f"torchrun exited with status {proc.returncode}",
+        )
         state = run_state(run_dir)
     return {"done": 0, "cancelled": 3}.get(state.status, 1)

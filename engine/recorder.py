@@ -72,7 +72,11 @@ class EpochRecorder:
 
     def totals(self) -> tuple[float, float, int]:
         """(sum of losses, number correct, rows): reduced across ranks for the epoch summary."""
-        return float(sum(self.columns["loss"])), float(sum(bool(c) for c in self.columns["correct"])), len(self)
+        return (
+            float(sum(self.columns["loss"])),
+            float(sum(bool(c) for c in self.columns["correct"])),
+            len(self),
+        )
 
     def write(self, run_dir: Path) -> Path:
         return write_shard(run_dir, self.epoch, self.rank, self.table())

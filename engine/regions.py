@@ -59,7 +59,9 @@ def robustness_region_sql(bounds: RobustnessBounds = RobustnessBounds()) -> str:
 
 def region_sql(kind: str, bounds: CartographyBounds | RobustnessBounds | None = None) -> str:
     if kind == "cartography":
-        return cartography_region_sql(bounds if isinstance(bounds, CartographyBounds) else CartographyBounds())
+        return cartography_region_sql(
+            bounds if isinstance(bounds, CartographyBounds) else CartographyBounds()
+        )
     if kind == "robustness":
         return robustness_region_sql(bounds if isinstance(bounds, RobustnessBounds) else RobustnessBounds())
     raise ValueError(f"unknown map kind {kind!r}; choose one of {', '.join(MAP_KINDS)}")
@@ -83,7 +85,9 @@ def parse_bounds(kind: str, text: str | None) -> CartographyBounds | RobustnessB
         a, b = (float(p) for p in parts)
     except ValueError:
         names = (
-            "AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE" if kind == "cartography" else "SWING_VARIABILITY,ROBUST_SENSITIVITY"
+            "AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE"
+            if kind == "cartography"
+            else "SWING_VARIABILITY,ROBUST_SENSITIVITY"
         )
         raise ValueError(f"--bounds {text!r}: expected two numbers {names}") from None
     if not (math.isfinite(a) and math.isfinite(b)):
@@ -149,7 +153,8 @@ def top_fraction_sql(region: str, quota_by_group: Mapping[str, int] | None, k: i
     if not quota_by_group:
         return f"SELECT example_id FROM ranked_source ORDER BY {order} LIMIT {int(k)}"
     cases = " ".join(
-        f"WHEN grp = '{str(g).replace(chr(39), chr(39) * 2)}' THEN {int(q)}" for g, q in quota_by_group.items()
+        f"WHEN grp = '{str(g).replace(chr(39), chr(39) * 2)}' THEN {int(q)}"
+        for g, q in quota_by_group.items()
     )
     return f"""
         SELECT example_id FROM (

@@ -47,11 +47,16 @@ def _describe(run_id: str, region: str, fraction: float, balanced: bool, seed: i
 def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     """The run's row and how many metrics it has; BadInputError for an unknown run."""
     row = con.execute(
-        "SELECT run_id, kind, dataset, status, epochs_done, metrics_epochs FROM runs WHERE run_id = ?", [run_id]
+        "SELECT run_id, kind, dataset, status, epochs_done, metrics_epochs FROM runs WHERE run_id = ?",
+        [run_id],
     ).fetchone()
     if row is None:
-        known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 10").fetchall()]
-        hint = f"; recent runs: {', '.join(known)}" if known else "; there are no runs yet (dynascope train ...)"
+        known = [
+            r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 10").fetchall()
+        ]
+        hint = (
+            f"; recent runs: {', '.join(known)}" if known else "; there are no runs yet (dynascope train ...)"
+        )
         raise BadInputError(f"no run named '{run_id}'{hint}")
     info = dict(zip(("run_id", "kind", "dataset", "status", "epochs_done", "metrics_epochs"), row))
     counts = con.execute(
@@ -96,7 +101,9 @@ def select_examples(
     source = info["dataset"]
     ds = con.execute("SELECT task FROM datasets WHERE name = ?", [source]).fetchone() if source else None
     if ds is None:
-        raise BadInputError(f"run '{run_id}' was trained on dataset '{source}', which is not in the catalog any more")
+        raise BadInputError(
+            f"run '{run_id}' was trained on dataset '{source}', which is not in the catalog any more"
+        )
     if con.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]:  # type: ignore[index]
         raise BadInputError(f"a dataset named '{name}' already exists; choose another --name")
 

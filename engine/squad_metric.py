@@ -67,10 +67,14 @@ def score_predictions(
     predictions: Mapping[str, str], golds: Mapping[str, Sequence[str]], v2: bool = False
 ) -> dict[str, tuple[float, float]]:
     """Per-example (EM, F1) for every gold question; a question without a prediction scores 0."""
-    return {qid: best_over_golds(predictions.get(qid, "\0missing"), answers, v2) for qid, answers in golds.items()}
+    return {
+        qid: best_over_golds(predictions.get(qid, "\0missing"), answers, v2) for qid, answers in golds.items()
+    }
 
 
-def aggregate(per_example: Mapping[str, tuple[float, float]], ids: Iterable[str] | None = None) -> dict[str, float]:
+def aggregate(
+    per_example: Mapping[str, tuple[float, float]], ids: Iterable[str] | None = None
+) -> dict[str, float]:
     """Exact match and F1 in percent (as the official script prints them) over `ids` (default: all)."""
     chosen = list(per_example) if ids is None else list(ids)
     if not chosen:

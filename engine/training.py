@@ -139,7 +139,9 @@ def get_batches(order: list[tuple[int, bool]], batch_size: int) -> list[list[tup
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def iter_batches(items: list[Any], adapter: TaskAdapter, indices: list[int], batch_size: int) -> Iterator[Batch]:
+def iter_batches(
+    items: list[Any], adapter: TaskAdapter, indices: list[int], batch_size: int
+) -> Iterator[Batch]:
     for i in range(0, len(indices), batch_size):
         yield adapter.collate([items[j] for j in indices[i : i + batch_size]])
 
@@ -234,7 +236,10 @@ def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     params = list(model.named_parameters())
     groups = [
-        {"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
+        {
+            "params": [p for n, p in params if not any(k in n for k in no_decay)],
+            "weight_decay": cfg.weight_decay,
+        },
         {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -280,7 +285,9 @@ def train_one_epoch(ctx: TrainContext, epoch: int, recorder: EpochRecorder | Non
         if boundary:
             optimizer_step(ctx)
         if ctx.progress is not None:
-            ctx.progress.step(epoch, step + 1, len(batches), len(chunk) * ctx.world, float(out.losses.detach().mean()))
+            ctx.progress.step(
+                epoch, step + 1, len(batches), len(chunk) * ctx.world, float(out.losses.detach().mean())
+            )
     return True
 
 
@@ -289,8 +296,14 @@ def record_epoch_end(ctx: TrainContext, recorder: EpochRecorder) -> bool:
     collectives run in an eval pass)."""
     model = ctx.accelerator.unwrap_model(ctx.model)
     indices = list(range(ctx.rank, len(ctx.items), ctx.world))
-    rows = evaluate(model, ctx.adapter, ctx.items, batch_size=ctx.cfg.eval_batch_size, indices=indices,
-                    stop=lambda: ctx.flag.requested)
+    rows = evaluate(
+        model,
+        ctx.adapter,
+        ctx.items,
+        batch_size=ctx.cfg.eval_batch_size,
+        indices=indices,
+        stop=lambda: ctx.flag.requested,
+    )
     if rows is None:
         return False
     recorder.add(rows)
@@ -442,7 +455,9 @@ def setup(run_dir: Path, flag: StopFlag) -> TrainContext:
     # Not handed to accelerator.prepare: its wrapper steps the schedule once per process per call.
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer = accelerator.prepare(model, optimizer)
-    return TrainContext(cfg, run_dir, accelerator, model, optimizer, scheduler, adapter, items, flag, steps_per_epoch)
+    return TrainContext(
+        cfg, run_dir, accelerator, model, optimizer, scheduler, adapter, items, flag, steps_per_epoch
+    )
 
 
 def run_training(run_dir: Path, flag: StopFlag) -> str:
@@ -457,7 +472,8 @@ def run_training(run_dir: Path, flag: StopFlag) -> str:
             run_dir,
             "log",
             message=f"training {cfg.task} on {len(ctx.items)} examples, {ctx.world} process(es), device "
-            f"{acc.device}, epochs {start + 1}..{cfg.epochs}" + (f" (resumed after epoch {start})" if start else ""),
+            f"{acc.device}, epochs {start + 1}..{cfg.epochs}"
+            + (f" (resumed after epoch {start})" if start else ""),
         )
         ctx.progress = ProgressReporter(run_dir, cfg.epochs, start)
     acc.wait_for_everyone()
@@ -472,7 +488,9 @@ def run_training(run_dir: Path, flag: StopFlag) -> str:
             record_epoch_end(ctx, recorder)  # stops early on the flag; the agreement below then cancels
         if ctx.should_stop():  # every rank agrees before the collectives of the epoch end
             return "cancelled"
-        totals = torch.tensor(recorder.totals() if recorder is not None else (0.0, 0.0, 0), dtype=torch.float64)
+        totals = torch.tensor(
+            recorder.totals() if recorder is not None else (0.0, 0.0, 0), dtype=torch.float64
+        )
         if recorder is not None:
             recorder.write(run_dir)
         totals = acc.reduce(totals.to(acc.device), reduction="sum").cpu() if ctx.world > 1 else totals

@@ -228,13 +228,18 @@ def _rebuild_without(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'example_metrics'").fetchone()
     indexes = [
         r[0]
-        for r in con.execute("SELECT sql FROM duckdb_indexes() WHERE table_name = 'example_metrics'").fetchall()
+        for r in con.execute(
+            "SELECT sql FROM duckdb_indexes() WHERE table_name = 'example_metrics'"
+        ).fetchall()
         if r[0]
     ]
     if not ddl or not ddl[0]:
         con.execute("DELETE FROM example_metrics WHERE run_id = ?", [run_id])
         return
-    con.execute("CREATE OR REPLACE TEMP TABLE _kept_metrics AS SELECT * FROM example_metrics WHERE run_id <> ?", [run_id])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _kept_metrics AS SELECT * FROM example_metrics WHERE run_id <> ?",
+        [run_id],
+    )
     try:
         con.execute("DROP TABLE example_metrics")
         con.execute(ddl[0])
@@ -245,7 +250,9 @@ def _rebuild_without(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         con.execute("DROP TABLE IF EXISTS _kept_metrics")
 
 
-def materialise_metrics(con: duckdb.DuckDBPyConnection, run_id: str, paths: list[Path], el2n_epoch: int = 0) -> int:
+def materialise_metrics(
+    con: duckdb.DuckDBPyConnection, run_id: str, paths: list[Path], el2n_epoch: int = 0
+) -> int:
     """Replace the run's rows in example_metrics with metrics over `paths`; returns the number of examples.
 
     Call it inside a transaction (sync does). Replacing a run's rows: a plain DELETE when example_metrics has no
@@ -275,9 +282,14 @@ def materialise_metrics(con: duckdb.DuckDBPyConnection, run_id: str, paths: list
     return int(row[0]) if row else 0
 
 
-def compute_metrics(con: duckdb.DuckDBPyConnection, paths: list[Path], el2n_epoch: int = 0) -> duckdb.DuckDBPyRelation:
+def compute_metrics(
+    con: duckdb.DuckDBPyConnection, paths: list[Path], el2n_epoch: int = 0
+) -> duckdb.DuckDBPyRelation:
     """The metrics of shards not (yet) in the catalog, e.g. a run still training; a lazy relation."""
     sql = metrics_sql(
-        shard_relation(paths), el2n_epoch=el2n_epoch, adversarial=has_adversarial(paths), max_epoch=max_epoch_of(paths)
+        shard_relation(paths),
+        el2n_epoch=el2n_epoch,
+        adversarial=has_adversarial(paths),
+        max_epoch=max_epoch_of(paths),
     )
     return con.sql(sql)

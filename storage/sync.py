@@ -35,7 +35,11 @@ class SyncReport:
     @property
     def changed(self) -> bool:
         return bool(
-            self.runs_added or self.runs_updated or self.shards_registered or self.evals_registered or self.metrics_runs
+            self.runs_added
+            or self.runs_updated
+            or self.shards_registered
+            or self.evals_registered
+            or self.metrics_runs
         )
 
 
@@ -63,7 +67,9 @@ def _sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
         row[0]: row[1:]
         for row in con.execute("SELECT run_id, status, epochs_done, metrics_epochs FROM runs").fetchall()
     }
-    registered = {row[0]: row[1] for row in con.execute("SELECT path, source_mtime FROM artifacts").fetchall()}
+    registered = {
+        row[0]: row[1] for row in con.execute("SELECT path, source_mtime FROM artifacts").fetchall()
+    }
     for run_id in ws.run_ids():
         run_dir = ws.run_dir(run_id)
         config = read_config(run_dir)
@@ -116,8 +122,12 @@ def _sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
 
             metrics_epochs = known[run_id][2] if run_id in known else 0
             if complete and state.epochs_done != metrics_epochs:
-                materialise_metrics(con, run_id, [p for _, _, p in complete], el2n_epoch=config.get("el2n_epoch", 0))
-                con.execute("UPDATE runs SET metrics_epochs = ? WHERE run_id = ?", [state.epochs_done, run_id])
+                materialise_metrics(
+                    con, run_id, [p for _, _, p in complete], el2n_epoch=config.get("el2n_epoch", 0)
+                )
+                con.execute(
+                    "UPDATE runs SET metrics_epochs = ? WHERE run_id = ?", [state.epochs_done, run_id]
+                )
                 report.metrics_runs.append(run_id)
 
             for eval_set, path in list_eval_files(run_dir):

@@ -14,7 +14,10 @@ def dump_catalog(ws: Workspace) -> dict[str, list[tuple[Any, ...]]]:
         return {}
     con = duckdb.connect(str(ws.catalog_path))
     try:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
+        ]
         return {t: con.execute(f'SELECT * FROM "{t}" ORDER BY ALL').fetchall() for t in tables}
     finally:
         con.close()

@@ -48,7 +48,9 @@ def make_logits(guids: list[int], seed: int = 0) -> tuple[dict[int, list[list[fl
     return logits, gold
 
 
-def write_cartography_files(folder: Path, logits: dict[int, list[list[float]]], gold: dict[int, int], seed: int = 1) -> None:
+def write_cartography_files(
+    folder: Path, logits: dict[int, list[list[float]]], gold: dict[int, int], seed: int = 1
+) -> None:
     """One dynamics_epoch_N.jsonl per epoch, records in a shuffled (training) order, as their trainer writes."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -58,7 +60,10 @@ def write_cartography_files(folder: Path, logits: dict[int, list[list[float]]], 
         with open(folder / f"dynamics_epoch_{e}.jsonl", "w") as fh:
             for k in order:
                 guid = guids[k]
-                fh.write(json.dumps({"guid": guid, f"logits_epoch_{e}": logits[guid][e], "gold": gold[guid]}) + "\n")
+                fh.write(
+                    json.dumps({"guid": guid, f"logits_epoch_{e}": logits[guid][e], "gold": gold[guid]})
+                    + "\n"
+                )
 
 
 # ---- the reference: allenai/cartography's per-example loop (train_dy_filtering.compute_train_dy_metrics) ----
@@ -125,13 +130,27 @@ def setup(ws: Workspace, tmp_path: Path, cli):  # noqa: ANN001, ANN201
 def test_imported_metrics_equal_cartography_definitions(ws: Workspace, cli, setup) -> None:  # noqa: ANN001
     guids, _, _, folder = setup
     # the folder their trainer was given (with training_dynamics/ inside) works as well as the inner one
-    result = cli("import-dynamics", str(folder.parent), "--format", "cartography", "--dataset", "snli-mini", "--name", "imp", "--json")
+    result = cli(
+        "import-dynamics",
+        str(folder.parent),
+        "--format",
+        "cartography",
+        "--dataset",
+        "snli-mini",
+        "--name",
+        "imp",
+        "--json",
+    )
     assert result.code == 0, result.stderr
     summary = result.json()
     assert summary["run_id"] == "imp" and summary["epochs"] == EPOCHS and summary["n_examples"] == len(guids)
 
     runs = {r["run_id"]: r for r in cli("runs", "--json").json()}
-    assert runs["imp"]["kind"] == "import" and runs["imp"]["status"] == "done" and runs["imp"]["epochs_done"] == EPOCHS
+    assert (
+        runs["imp"]["kind"] == "import"
+        and runs["imp"]["status"] == "done"
+        and runs["imp"]["epochs_done"] == EPOCHS
+    )
 
     rows = {r["example_id"]: r for r in cli("metrics", "imp", "--json").json()}
     ref = cartography_reference(folder)
@@ -191,7 +210,9 @@ def _expect_error(cli, *args: str, contains: list[str]) -> str:  # noqa: ANN001
 def test_clear_errors_name_file_and_line(ws: Workspace, cli, setup, tmp_path: Path) -> None:  # noqa: ANN001
     guids, logits, gold, folder = setup
 
-    _expect_error(cli, str(tmp_path / "nowhere"), "--dataset", "snli-mini", contains=["nowhere", "no such directory"])
+    _expect_error(
+        cli, str(tmp_path / "nowhere"), "--dataset", "snli-mini", contains=["nowhere", "no such directory"]
+    )
     _expect_error(cli, str(folder), "--dataset", "nope", contains=["nope", "no such dataset", "snli-mini"])
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -208,7 +229,13 @@ def test_clear_errors_name_file_and_line(ws: Workspace, cli, setup, tmp_path: Pa
 
     g = guids[5]
     missing_field = broken("missing", 1, 3, {"guid": g, "logits_epoch_1": logits[g][1]})
-    _expect_error(cli, str(missing_field), "--dataset", "snli-mini", contains=["dynamics_epoch_1.jsonl:3", "missing field 'gold'"])
+    _expect_error(
+        cli,
+        str(missing_field),
+        "--dataset",
+        "snli-mini",
+        contains=["dynamics_epoch_1.jsonl:3", "missing field 'gold'"],
+    )
 
     # the same checks through the Python API (no subprocess per case)
     def api_error(folder: Path, *pieces: str) -> None:
@@ -241,4 +268,6 @@ def test_clear_errors_name_file_and_line(ws: Workspace, cli, setup, tmp_path: Pa
 
     # an existing run name is refused
     assert cli("import-dynamics", str(folder), "--dataset", "snli-mini", "--name", "first").code == 0
-    _expect_error(cli, str(folder), "--dataset", "snli-mini", "--name", "first", contains=["first", "already exists"])
+    _expect_error(
+        cli, str(folder), "--dataset", "snli-mini", "--name", "first", contains=["first", "already exists"]
+    )

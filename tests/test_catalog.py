@@ -21,7 +21,15 @@ def test_new_catalog_is_migrated_once(ws):
         assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         assert migrate(con) == SCHEMA_VERSION  # nothing newer to apply
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    expected = {"datasets", "examples", "runs", "example_metrics", "evaluations", "predictions", "annotations"}
+    expected = {
+        "datasets",
+        "examples",
+        "runs",
+        "example_metrics",
+        "evaluations",
+        "predictions",
+        "annotations",
+    }
     assert expected | {"generation_provenance", "artifacts", "selections", "schema_version"} <= tables
 
 
@@ -33,11 +41,13 @@ def test_migration_keeps_rows_of_an_older_catalog(ws):
         con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
         con.execute(MIGRATIONS[0][1])  # a catalog written by the first release
         con.execute("INSERT INTO schema_version VALUES (1, current_timestamp)")
-        con.execute("INSERT INTO example_metrics (run_id, example_id, epochs, confidence) VALUES ('r', 'a', 3, 0.25)")
+        con.execute(
+            "INSERT INTO example_metrics (run_id, example_id, epochs, confidence) VALUES ('r', 'a', 3, 0.25)"
+        )
         assert migrate(con) == SCHEMA_VERSION
-        assert con.execute("SELECT run_id, example_id, epochs, confidence FROM example_metrics").fetchall() == [
-            ("r", "a", 3, 0.25)
-        ]
+        assert con.execute(
+            "SELECT run_id, example_id, epochs, confidence FROM example_metrics"
+        ).fetchall() == [("r", "a", 3, 0.25)]
     finally:
         con.close()
 

@@ -17,7 +17,9 @@ from storage.workspace import Workspace
 from tests.test_metrics import finish, random_dynamics, write_run
 
 
-def reference_grid(x: np.ndarray, y: np.ndarray, xr: tuple[float, float], yr: tuple[float, float], w: int, h: int) -> np.ndarray:
+def reference_grid(
+    x: np.ndarray, y: np.ndarray, xr: tuple[float, float], yr: tuple[float, float], w: int, h: int
+) -> np.ndarray:
     bx = np.clip(np.floor((x - xr[0]) / (xr[1] - xr[0]) * w), 0, w - 1).astype(int)
     by = np.clip(np.floor((y - yr[0]) / (yr[1] - yr[0]) * h), 0, h - 1).astype(int)
     grid = np.zeros((h, w), int)
@@ -50,7 +52,9 @@ def test_bin_counts_match_numpy_and_regions(ws: Workspace) -> None:
             for k, v in con.execute(
                 """SELECT confidence, variability, sensitivity, adv_variability FROM example_metrics
                    WHERE run_id = 'run' ORDER BY example_id"""
-            ).fetchnumpy().items()
+            )
+            .fetchnumpy()
+            .items()
         }
     for key, values in ref.items():
         np.testing.assert_allclose(values, computed[key], atol=1e-12)
@@ -120,7 +124,9 @@ def test_map_and_metrics_commands(ws: Workspace, cli, tmp_path: Path) -> None:  
     assert cli("map", "ghost").code == 2
 
     rows = cli("metrics", "run", "--json").json()
-    assert len(rows) == 300 and {"region", "label", "confidence", "forgetting", "correct_epochs"} <= set(rows[0])
+    assert len(rows) == 300 and {"region", "label", "confidence", "forgetting", "correct_epochs"} <= set(
+        rows[0]
+    )
     by_id = {r["example_id"]: r for r in rows}
     assert abs(by_id["m00007"]["confidence"] - ref["confidence"][7]) < 1e-12
     hard = cli("metrics", "run", "--region", "hard", "--json").json()
@@ -149,7 +155,13 @@ def test_binning_a_million_examples_is_fast(ws: Workspace) -> None:
     # the same counts by a plain numpy histogram over the same rows
     con = duckdb.connect(str(ws.catalog_path), read_only=True)
     try:
-        x, y = con.execute("SELECT variability, confidence FROM example_metrics WHERE run_id = 'big'").fetchnumpy().values()
+        x, y = (
+            con.execute("SELECT variability, confidence FROM example_metrics WHERE run_id = 'big'")
+            .fetchnumpy()
+            .values()
+        )
     finally:
         con.close()
-    np.testing.assert_array_equal(np.array(grid.counts), reference_grid(x, y, (0.0, 0.5), (0.0, 1.0), 120, 40))
+    np.testing.assert_array_equal(
+        np.array(grid.counts), reference_grid(x, y, (0.0, 0.5), (0.0, 1.0), 120, 40)
+    )

@@ -50,21 +50,44 @@ def qa_ws(tmp_path_factory, data_dir):
     sets = {
         "squad-train": squad_file(dev, lambda qid, i: i < 32),
         "squad-dev": squad_file(dev, lambda qid, i: 5000 <= i < 5040),
-        "squad2-dev": squad_file(data_dir / "squad_v2.0" / "dev-v2.0-reconstructed.json.gz", lambda q, i: i < 40),
+        "squad2-dev": squad_file(
+            data_dir / "squad_v2.0" / "dev-v2.0-reconstructed.json.gz", lambda q, i: i < 40
+        ),
     }
     with gzip.open(data_dir / "adversarial_squad" / "sample1k-HCVerifyAll.json.gz", "rt") as fh:
-        originals = [qa["id"] for a in json.load(fh)["data"] for p in a["paragraphs"] for qa in p["qas"] if "-" not in qa["id"]]
+        originals = [
+            qa["id"]
+            for a in json.load(fh)["data"]
+            for p in a["paragraphs"]
+            for qa in p["qas"]
+            if "-" not in qa["id"]
+        ]
     chosen = set(originals[:8])
     sets["addsent"] = squad_file(
-        data_dir / "adversarial_squad" / "sample1k-HCVerifyAll.json.gz", lambda qid, i: qid.split("-")[0] in chosen
+        data_dir / "adversarial_squad" / "sample1k-HCVerifyAll.json.gz",
+        lambda qid, i: qid.split("-")[0] in chosen,
     )
     for name, (content, _) in sets.items():
         path = tmp / f"{name}.json"
         path.write_text(json.dumps(content))
         result = run_cli(ws, "import", str(path), "--name", name)
         assert result.code == 0, result.stderr
-    trained = run_cli(ws, "train", "squad-train", "--max-length", "128", "--epochs", "1", "--batch-size", "8",
-                      "--lr", "1e-4", "--eval", "squad-dev", "--json")
+    trained = run_cli(
+        ws,
+        "train",
+        "squad-train",
+        "--max-length",
+        "128",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-4",
+        "--eval",
+        "squad-dev",
+        "--json",
+    )
     assert trained.code == 0, trained.stderr
     return ws, trained.json(), {name: golds for name, (_, golds) in sets.items()}
 
@@ -72,10 +95,15 @@ def qa_ws(tmp_path_factory, data_dir):
 def predictions(ws, run_id: str, eval_set: str) -> dict[str, dict]:
     from tests.conftest import run_cli
 
-    rows = run_cli(ws, "sql", f"""SELECT p.example_id, p.prediction, p.correct, p.score, e.orig_id, e.is_impossible
+    rows = run_cli(
+        ws,
+        "sql",
+        f"""SELECT p.example_id, p.prediction, p.correct, p.score, e.orig_id, e.is_impossible
                                   FROM predictions p JOIN examples e ON e.dataset = p.eval_set
                                        AND e.example_id = p.example_id
-                                  WHERE p.run_id = '{run_id}' AND p.eval_set = '{eval_set}'""", "--json").json()
+                                  WHERE p.run_id = '{run_id}' AND p.eval_set = '{eval_set}'""",
+        "--json",
+    ).json()
     return {r["example_id"]: r for r in rows}
 
 
@@ -101,7 +129,11 @@ def test_squad_v2_has_and_no_answer(qa_ws):
     m = result.json()["metrics"]
     preds = predictions(ws, trained["run_id"], "squad2-dev")
     no_ans = [p for p in preds.values() if p["is_impossible"]]
-    assert m["total"] == 40 and m["HasAns_total"] + m["NoAns_total"] == 40 and m["NoAns_total"] == len(no_ans) > 0
+    assert (
+        m["total"] == 40
+        and m["HasAns_total"] + m["NoAns_total"] == 40
+        and m["NoAns_total"] == len(no_ans) > 0
+    )
     # an unanswerable question is right exactly when the model abstains ("" = [CLS] beat every span)
     assert m["NoAns_exact"] == pytest.approx(100 * sum(p["prediction"] == "" for p in no_ans) / len(no_ans))
     overall = (m["HasAns_exact"] * m["HasAns_total"] + m["NoAns_exact"] * m["NoAns_total"]) / 40
@@ -129,18 +161,36 @@ def test_addsent_plain_average_and_worst_case(qa_ws):
 def test_sst2_dev_accuracy(ws, cli, data_dir, tmp_path):
     assert cli("import", str(data_dir / "sst2" / "train.tsv.gz"), "--name", "sst2").code == 0
     dev_lines = (data_dir / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-    (tmp_path / "sst2-dev.tsv").write_text("".join(dev_lines[: N_DEV + 1]), encoding="utf-8")  # header + N_DEV
+    (tmp_path / "sst2-dev.tsv").write_text(
+        "".join(dev_lines[: N_DEV + 1]), encoding="utf-8"
+    )  # header + N_DEV
     assert cli("import", str(tmp_path / "sst2-dev.tsv"), "--name", "sst2-dev").code == 0
-    trained = cli("train", "sst2", "--limit", "48", "--max-length", "64", "--epochs", "1", "--batch-size", "16", "--json")
+    trained = cli(
+        "train",
+        "sst2",
+        "--limit",
+        "48",
+        "--max-length",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--json",
+    )
     assert trained.code == 0, trained.stderr
     run_id = trained.json()["run_id"]
     result = cli("eval", run_id, "sst2-dev", "--json")
     assert result.code == 0, result.stderr
     body = result.json()
     assert body["n_examples"] == N_DEV and set(body["metrics"]) == {"accuracy", "total"}
-    rows = cli("sql", f"""SELECT p.correct, p.score, p.prediction = e.label_name AS agrees
+    rows = cli(
+        "sql",
+        f"""SELECT p.correct, p.score, p.prediction = e.label_name AS agrees
                           FROM predictions p JOIN examples e ON e.dataset = 'sst2-dev' AND e.example_id = p.example_id
-                          WHERE p.run_id = '{run_id}'""", "--json").json()
+                          WHERE p.run_id = '{run_id}'""",
+        "--json",
+    ).json()
     assert len(rows) == N_DEV and all(r["correct"] == r["agrees"] == (r["score"] == 1.0) for r in rows)
     assert body["metrics"]["accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / N_DEV)
     assert (ws.run_dir(run_id) / "eval" / "sst2-dev.json").is_file()
@@ -166,8 +216,13 @@ def test_evaluate_job_through_the_jobs_api(qa_ws):
         time.sleep(0.2)
     assert info["status"] == "done", info["message"]
     assert info["metrics"]["squad-train/total"] == len(golds["squad-train"])
-    rows = run_cli(ws, "sql", f"""SELECT eval_set, n_examples FROM evaluations
-                                  WHERE run_id = '{trained['run_id']}' AND eval_set = 'squad-train'""", "--json").json()
+    rows = run_cli(
+        ws,
+        "sql",
+        f"""SELECT eval_set, n_examples FROM evaluations
+                                  WHERE run_id = '{trained["run_id"]}' AND eval_set = 'squad-train'""",
+        "--json",
+    ).json()
     assert rows == [{"eval_set": "squad-train", "n_examples": len(golds["squad-train"])}]
     kinds = {j["run_id"]: j["kind"] for j in jobs.list_jobs(ws)}
     assert kinds[job_id] == "evaluate" and kinds[trained["run_id"]] == "train"

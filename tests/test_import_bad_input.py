@@ -77,8 +77,12 @@ def test_missing_required_field(seeded, cli, tmp_path):
 def test_missing_required_column(seeded, cli, tmp_path):
     bad = tmp_path / "cols.csv"
     bad.write_text("body,label\nhello,1\n")
-    assert_refused(cli, seeded, [str(bad), "--name", "x"], str(bad), "missing required text column", "--text-col")
-    assert_refused(cli, seeded, [str(bad), "--name", "x", "--text-col", "sentence"], "'sentence' was not found", "body")
+    assert_refused(
+        cli, seeded, [str(bad), "--name", "x"], str(bad), "missing required text column", "--text-col"
+    )
+    assert_refused(
+        cli, seeded, [str(bad), "--name", "x", "--text-col", "sentence"], "'sentence' was not found", "body"
+    )
 
 
 def test_empty_text(seeded, cli, tmp_path):
@@ -97,7 +101,9 @@ def test_answer_not_at_answer_start_and_fix_spans(seeded, cli, tmp_path):
     fixed = cli("import", str(bad), "--name", "x", "--fix-spans")
     assert fixed.code == 0, fixed.stderr
     assert "relocated 1 answer span" in fixed.stderr
-    rows = cli("sql", "SELECT answers FROM examples WHERE dataset = 'x' AND example_id = 'q2'", "--json").json()
+    rows = cli(
+        "sql", "SELECT answers FROM examples WHERE dataset = 'x' AND example_id = 'q2'", "--json"
+    ).json()
     assert json.loads(rows[0]["answers"]) == [{"text": "France", "answer_start": 24}]
 
 
@@ -106,12 +112,18 @@ def test_answer_absent_even_with_fix_spans(seeded, cli, tmp_path):
     qa["answers"][0]["text"] = "Germany"
     bad = tmp_path / "absent.json"
     bad.write_text(json.dumps(squad([qa])))
-    assert_refused(cli, seeded, [str(bad), "--name", "x", "--fix-spans"], "'q3'", "does not occur in the context")
+    assert_refused(
+        cli, seeded, [str(bad), "--name", "x", "--fix-spans"], "'q3'", "does not occur in the context"
+    )
 
 
 def test_duplicate_ids(seeded, cli, tmp_path):
     bad = tmp_path / "dups.jsonl"
-    lines = [{"id": "a", "text": "one", "label": 0}, {"id": "b", "text": "two", "label": 1}, {"id": "a", "text": "3", "label": 1}]
+    lines = [
+        {"id": "a", "text": "one", "label": 0},
+        {"id": "b", "text": "two", "label": 1},
+        {"id": "a", "text": "3", "label": 1},
+    ]
     bad.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     assert_refused(cli, seeded, [str(bad), "--name", "x"], f"{bad}:3", "duplicate id 'a'", f"{bad}:1")
 
@@ -119,7 +131,9 @@ def test_duplicate_ids(seeded, cli, tmp_path):
 def test_label_outside_label_set(seeded, cli, tmp_path):
     bad = tmp_path / "labels.tsv"
     bad.write_text("sentence\tlabel\ngood\t1\nbad\t0\nodd\t2\n")
-    assert_refused(cli, seeded, [str(bad), "--name", "x", "--labels", "0,1"], f"{bad}:4", "label '2' is outside")
+    assert_refused(
+        cli, seeded, [str(bad), "--name", "x", "--labels", "0,1"], f"{bad}:4", "label '2' is outside"
+    )
 
 
 def test_existing_name_and_replace(seeded, cli, tmp_path):
@@ -140,7 +154,9 @@ def test_unknown_format(seeded, cli, tmp_path):
 
 def test_unreachable_hub(seeded, cli):
     # No network here or in CI: the hub cannot be reached, and the message says how to import a local file.
-    message = assert_refused(cli, seeded, ["someone/some-dataset", "--name", "x"], "'someone/some-dataset'", "unreachable")
+    message = assert_refused(
+        cli, seeded, ["someone/some-dataset", "--name", "x"], "'someone/some-dataset'", "unreachable"
+    )
     assert "import a local file" in message
 
 
@@ -155,4 +171,3 @@ def test_bad_name(seeded, cli, tmp_path):
     good = tmp_path / "g.tsv"
     good.write_text(GOOD_TSV)
     assert_refused(cli, seeded, [str(good), "--name", "bad name;drop"], "--name", "letters, digits")
-

@@ -63,8 +63,11 @@ def metrics(ws, run_id: str) -> list[dict]:
     from tests.conftest import run_cli
 
     return run_cli(
-        ws, "sql", f"""SELECT example_id, epochs, confidence, variability, correctness, forgetting, aum, el2n
-                       FROM example_metrics WHERE run_id = '{run_id}' ORDER BY example_id""", "--json",
+        ws,
+        "sql",
+        f"""SELECT example_id, epochs, confidence, variability, correctness, forgetting, aum, el2n
+                       FROM example_metrics WHERE run_id = '{run_id}' ORDER BY example_id""",
+        "--json",
     ).json()
 
 
@@ -127,7 +130,9 @@ def test_sigterm_ends_the_job_as_cancelled(sst2_ws):
     wait_for(run_dir, lambda e: e["type"] == "progress")
     cancelled = run_cli(ws, "job", "cancel", run_id)
     assert cancelled.code == 0, cancelled.stderr
-    final = wait_for(run_dir, lambda e: e["type"] == "state" and e["status"] in ("done", "failed", "cancelled"))
+    final = wait_for(
+        run_dir, lambda e: e["type"] == "state" and e["status"] in ("done", "failed", "cancelled")
+    )
     assert final["status"] == "cancelled"
     wait_gone(running["pid"])
     jobs = {j["run_id"]: j for j in run_cli(ws, "jobs", "--json").json()}

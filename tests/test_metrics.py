@@ -59,7 +59,9 @@ def random_dynamics(n: int, epochs: int, seed: int = 0, adversarial: bool = True
     return out
 
 
-def write_run(run_dir: Path, ids: np.ndarray, dyn: dict[str, np.ndarray], epochs: int, ranks: int = 1, seed: int = 1) -> None:
+def write_run(
+    run_dir: Path, ids: np.ndarray, dyn: dict[str, np.ndarray], epochs: int, ranks: int = 1, seed: int = 1
+) -> None:
     """Every epoch in a shuffled order (as a sampler visits them)."""
     rng = np.random.default_rng(seed)
     for e in range(epochs):
@@ -162,7 +164,10 @@ def test_forgetting_edge_cases_and_gaps(ws: Workspace) -> None:
         )
     finish(run_dir, 5)
     got = catalog_metrics(ws, "edge")
-    by_id = {eid: (int(f), bool(nl), int(ep)) for eid, f, nl, ep in zip(got["example_id"], got["forgetting"], got["never_learned"], got["epochs"])}
+    by_id = {
+        eid: (int(f), bool(nl), int(ep))
+        for eid, f, nl, ep in zip(got["example_id"], got["forgetting"], got["never_learned"], got["epochs"])
+    }
     for key, (forgetting, never) in expected.items():
         assert by_id[key][:2] == (forgetting, never), key
         assert by_id[key][2] == sum(v is not None for v in sequences[key]), key
@@ -248,9 +253,12 @@ def test_metrics_follow_new_epochs_and_replace_rows_of_a_large_run(ws: Workspace
     small_got = catalog_metrics(ws, "small")
     np.testing.assert_allclose(small_got["confidence"], reference(small_dyn, 0)["confidence"], atol=1e-9)
     with open_catalog(ws) as con:
-        kinds = {r[0] for r in con.execute(
-            "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'example_metrics'"
-        ).fetchall()}
+        kinds = {
+            r[0]
+            for r in con.execute(
+                "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'example_metrics'"
+            ).fetchall()
+        }
         assert "NOT NULL" in kinds  # the rebuilt table keeps the schema's constraints
         # no key since schema v2, so uniqueness is the materialiser's job: one row per run and example
         total, distinct = con.execute(
@@ -276,7 +284,9 @@ def test_materialise_with_mixed_adversarial_shards_and_empty_paths(ws: Workspace
         rows = con.execute(
             "SELECT example_id, sensitivity, adv_variability, flip_rate FROM example_metrics WHERE run_id='mixed' ORDER BY 1"
         ).fetchall()
-        for (_eid, sens, advvar, flip), loss, ok in zip(rows, adv["adv_loss"][:, 0], adv["adv_correct"][:, 0]):
+        for (_eid, sens, advvar, flip), loss, ok in zip(
+            rows, adv["adv_loss"][:, 0], adv["adv_correct"][:, 0]
+        ):
             assert sens == pytest.approx(loss) and advvar == pytest.approx(0.0)
             assert flip == (0.0 if ok else 1.0)
         assert materialise_metrics(con, "mixed", []) == 0

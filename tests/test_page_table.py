@@ -57,7 +57,9 @@ async def test_cursor_scrolls_and_enter_selects() -> None:
         assert table.scroll_offset.y == 0 and app.selected == ["k2", "k0"]
         table.set_page(COLUMNS, [("only", ["1", "one row"])])
         await pilot.pause()
-        assert table.cursor_row == 0 and table.cursor_key == "only" and table.render_line(2).text.strip() == ""
+        assert (
+            table.cursor_row == 0 and table.cursor_key == "only" and table.render_line(2).text.strip() == ""
+        )
         table.clear()
         await pilot.press("enter")
         await pilot.pause()

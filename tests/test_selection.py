@@ -66,7 +66,12 @@ def cli(shared):  # noqa: ANN001, ANN201
 
 def selected_ids(ws: Workspace, name: str) -> list[str]:
     with open_catalog(ws) as con:
-        return [r[0] for r in con.execute("SELECT example_id FROM examples WHERE dataset = ? ORDER BY row_idx", [name]).fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT example_id FROM examples WHERE dataset = ? ORDER BY row_idx", [name]
+            ).fetchall()
+        ]
 
 
 REGIONS = [
@@ -83,7 +88,9 @@ def test_top_fraction_by_region(ws: Workspace, cli, world) -> None:  # noqa: ANN
     ids, _, metrics = world
     for region, metric, highest in REGIONS:
         if region in ("easy", "swing"):  # as a user runs it
-            result = cli("select", "r1", "--region", region, "--fraction", "0.25", "--name", f"sel-{region}", "--json")
+            result = cli(
+                "select", "r1", "--region", region, "--fraction", "0.25", "--name", f"sel-{region}", "--json"
+            )
             assert result.code == 0, result.stderr
             summary = result.json()
         else:  # the same function, in-process (saves a subprocess per region)
@@ -98,9 +105,13 @@ def test_selection_is_a_dataset_with_copied_rows_a_parent_and_a_record(ws: Works
     ids, labels, metrics = world
     assert cli("select", "r1", "--region", "easy", "--fraction", "0.1", "--name", "easy10").code == 0
     with open_catalog(ws) as con:
-        ds = con.execute("SELECT task, n_examples, parent, label_names FROM datasets WHERE name = 'easy10'").fetchone()
+        ds = con.execute(
+            "SELECT task, n_examples, parent, label_names FROM datasets WHERE name = 'easy10'"
+        ).fetchone()
         assert ds == ("classification", 10, "train", json.dumps(["neg", "pos", "neutral"]))
-        sel = con.execute("SELECT run_id, region, fraction, balanced, seed FROM selections WHERE name = 'easy10'").fetchone()
+        sel = con.execute(
+            "SELECT run_id, region, fraction, balanced, seed FROM selections WHERE name = 'easy10'"
+        ).fetchone()
         assert sel == ("r1", "easy", 0.1, False, 0)
         # every column of the copied rows equals the source row
         diff = con.execute(
@@ -117,7 +128,9 @@ def test_selection_is_a_dataset_with_copied_rows_a_parent_and_a_record(ws: Works
 def test_balanced_gives_each_label_an_equal_share_as_far_as_available(ws: Workspace, cli, world) -> None:  # noqa: ANN001
     ids, labels, metrics = world
     # 30 of 100: 10 per label (the 10-example label gives all it has)
-    r = cli("select", "r1", "--region", "ambiguous", "--fraction", "0.3", "--balanced", "--name", "b30", "--json")
+    r = cli(
+        "select", "r1", "--region", "ambiguous", "--fraction", "0.3", "--balanced", "--name", "b30", "--json"
+    )
     assert r.code == 0, r.stderr
     assert r.json()["per_group"] == {"neg": 10, "neutral": 10, "pos": 10}
     chosen = set(selected_ids(ws, "b30"))

@@ -115,7 +115,10 @@ def v20_evaluate(golds: dict[str, list[str]], predictions: dict[str, str]) -> di
         }
 
     out = make_eval_dict(list(golds))
-    for prefix, ids in (("HasAns", [k for k, v in has_ans.items() if v]), ("NoAns", [k for k, v in has_ans.items() if not v])):
+    for prefix, ids in (
+        ("HasAns", [k for k, v in has_ans.items() if v]),
+        ("NoAns", [k for k, v in has_ans.items() if not v]),
+    ):
         if ids:
             for key, value in make_eval_dict(ids).items():
                 out[f"{prefix}_{key}"] = value
@@ -139,7 +142,10 @@ CASES_V11: dict[str, tuple[list[str], str]] = {
     "partial_extra": (["golden anniversary"], "the golden anniversary of the game"),
     "repeated_tokens": (["one two"], "one one one two"),
     "multiple_golds": (["Denver Broncos", "Broncos", "the Denver team"], "Broncos!"),
-    "multiple_golds_f1": (["Carolina Panthers", "the Panthers of Carolina", "Panthers"], "Carolina's Panthers"),
+    "multiple_golds_f1": (
+        ["Carolina Panthers", "the Panthers of Carolina", "Panthers"],
+        "Carolina's Panthers",
+    ),
     "empty_prediction": (["Denver Broncos"], ""),
     "wrong": (["1966"], "1967"),
     "unicode": (["Zürich, Switzerland"], "zürich"),
@@ -238,7 +244,9 @@ def test_worst_case_over_adversarial_variants() -> None:
     expected_f1 = []
     for orig in ("q1", "q2", "q3"):
         group = [q for q in golds if (orig_of[q] or q) == orig]
-        expected_f1.append(min(v11_metric_max_over_ground_truths(v11_f1_score, predictions[q], golds[q]) for q in group))
+        expected_f1.append(
+            min(v11_metric_max_over_ground_truths(v11_f1_score, predictions[q], golds[q]) for q in group)
+        )
     assert worst["worst_f1"] == pytest.approx(100.0 * sum(expected_f1) / 3)
     # and the plain score over all six is higher than the worst case
     assert aggregate(per_example)["f1"] > worst["worst_f1"]
@@ -247,8 +255,12 @@ def test_worst_case_over_adversarial_variants() -> None:
 def test_gold_that_normalises_to_nothing_scores_as_each_official_script() -> None:
     # v1.1 keeps the gold "the" and gives EM 1 (both normalise to "") but F1 0 (no token overlap);
     # v2.0 drops it, leaving the no-answer gold "", which an empty prediction matches fully.
-    assert best_over_golds("the", ["the"]) == (
-        float(v11_exact_match_score("the", "the")),
-        v11_f1_score("the", "the"),
-    ) == (1.0, 0.0)
+    assert (
+        best_over_golds("the", ["the"])
+        == (
+            float(v11_exact_match_score("the", "the")),
+            v11_f1_score("the", "the"),
+        )
+        == (1.0, 0.0)
+    )
     assert best_over_golds("", ["the"], v2=True) == (1.0, 1.0)

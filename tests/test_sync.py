@@ -39,7 +39,9 @@ def make_run(ws, run_id: str, epochs_done: int, status: str = "running") -> None
         append_event(run_dir, "epoch_end", epoch=epoch, metrics={"loss": 0.5})
     if status != "running":
         append_event(run_dir, "state", status=status)
-    write_config(run_dir, {"kind": "train", "dataset": "d", "model": "m", "epochs": 3, "created_at": time.time()})
+    write_config(
+        run_dir, {"kind": "train", "dataset": "d", "model": "m", "epochs": 3, "created_at": time.time()}
+    )
 
 
 def test_sync_twice_imports_nothing_the_second_time(ws):
@@ -103,7 +105,14 @@ def test_eval_results_registered_once(ws):
     eval_dir = ws.run_dir("r1") / "eval"
     eval_dir.mkdir(parents=True)
     pa.parquet.write_table(
-        pa.table({"example_id": ["a", "b"], "prediction": ["1", "0"], "correct": [True, False], "score": [1.0, 0.0]}),
+        pa.table(
+            {
+                "example_id": ["a", "b"],
+                "prediction": ["1", "0"],
+                "correct": [True, False],
+                "score": [1.0, 0.0],
+            }
+        ),
         eval_dir / "dev.parquet",
     )
     with open_catalog(ws) as con:
@@ -139,7 +148,9 @@ def test_evaluation_run_again_replaces_the_old_scores(ws):
 
     def write_eval(accuracy: float, mtime: float) -> None:
         pa.parquet.write_table(
-            pa.table({"example_id": ["a"], "prediction": ["1"], "correct": [accuracy == 1.0], "score": [accuracy]}),
+            pa.table(
+                {"example_id": ["a"], "prediction": ["1"], "correct": [accuracy == 1.0], "score": [accuracy]}
+            ),
             eval_dir / "dev.parquet",
         )
         (eval_dir / "dev.json").write_text(json.dumps({"n_examples": 1, "metrics": {"accuracy": accuracy}}))

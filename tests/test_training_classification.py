@@ -21,7 +21,9 @@ N_PAIRS = 48
 
 def shard_rows(ws, run_id: str) -> list[dict]:
     glob = (ws.run_dir(run_id) / "dynamics" / "*" / "*.parquet").as_posix()
-    rel = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY epoch, example_id")
+    rel = duckdb.sql(
+        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY epoch, example_id"
+    )
     return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
 
 
@@ -41,8 +43,22 @@ def sst2_run(tmp_path_factory, data_dir):
     ws = Workspace(tmp_path_factory.mktemp("sst2") / "ws").create()
     assert run_cli(ws, "import", str(data_dir / "sst2" / "train.tsv.gz"), "--name", "sst2").code == 0
     result = run_cli(
-        ws, "train", "sst2", "--limit", str(N_SST2), "--max-length", "64", "--epochs", "2", "--batch-size", "16",
-        "--lr", "1e-4", "--seed", "7", "--json",
+        ws,
+        "train",
+        "sst2",
+        "--limit",
+        str(N_SST2),
+        "--max-length",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-4",
+        "--seed",
+        "7",
+        "--json",
     )
     assert result.code == 0, result.stderr
     return ws, result.json()
@@ -77,7 +93,9 @@ def test_predictions_match_gold_labels_from_the_catalog(sst2_run):
     ws, summary = sst2_run
     labels = {
         r["example_id"]: r["label_name"]
-        for r in run_cli(ws, "sql", "SELECT example_id, label_name FROM examples WHERE dataset = 'sst2'", "--json").json()
+        for r in run_cli(
+            ws, "sql", "SELECT example_id, label_name FROM examples WHERE dataset = 'sst2'", "--json"
+        ).json()
     }
     for r in shard_rows(ws, summary["run_id"]):
         assert r["correct"] == (r["prediction"] == labels[r["example_id"]])
@@ -89,7 +107,9 @@ def test_per_example_metrics_land_in_the_catalog(sst2_run):
     ws, summary = sst2_run
     run_id = summary["run_id"]
     metrics = run_cli(
-        ws, "sql", f"SELECT example_id, epochs, confidence, correctness FROM example_metrics WHERE run_id = '{run_id}'",
+        ws,
+        "sql",
+        f"SELECT example_id, epochs, confidence, correctness FROM example_metrics WHERE run_id = '{run_id}'",
         "--json",
     ).json()
     assert len(metrics) == N_SST2 and all(m["epochs"] == 2 for m in metrics)
@@ -114,8 +134,19 @@ def test_text_pairs_with_epoch_end_dynamics(ws, cli, data_dir, tmp_path):
     assert imported.code == 0, imported.stderr
     assert cli("datasets", "--json").json()[0]["is_pair"] is True
 
-    result = cli("train", "agpairs", "--max-length", "64", "--epochs", "2", "--batch-size", "16",
-                 "--dynamics", "epoch-end", "--json")
+    result = cli(
+        "train",
+        "agpairs",
+        "--max-length",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--dynamics",
+        "epoch-end",
+        "--json",
+    )
     assert result.code == 0, result.stderr
     run_id = result.json()["run_id"]
     dyn = shard_rows(ws, run_id)
@@ -124,8 +155,9 @@ def test_text_pairs_with_epoch_end_dynamics(ws, cli, data_dir, tmp_path):
 
     evaluated = cli("eval", run_id, "agpairs", "--json")
     assert evaluated.code == 0, evaluated.stderr
-    eval_rows = cli("sql", f"SELECT example_id, prediction, correct FROM predictions WHERE run_id = '{run_id}'",
-                    "--json").json()
+    eval_rows = cli(
+        "sql", f"SELECT example_id, prediction, correct FROM predictions WHERE run_id = '{run_id}'", "--json"
+    ).json()
     last = {r["example_id"]: (r["prediction"], r["correct"]) for r in dyn if r["epoch"] == 1}
     assert {r["example_id"]: (r["prediction"], r["correct"]) for r in eval_rows} == last
     accuracy = evaluated.json()["metrics"]["accuracy"]
@@ -147,11 +179,27 @@ def test_subset_trains_on_the_selection_with_original_ids(sst2_run, tmp_path):
     ws, _ = sst2_run
     positives = run_cli(ws, "examples", "sst2", "--where", "label = 1", "--limit", "20", "--json").json()
     path = tmp_path / "positives.jsonl"
-    path.write_text("".join(json.dumps({"id": r["example_id"], "sentence": r["text"], "label": r["label_name"]}) + "\n"
-                            for r in positives))
+    path.write_text(
+        "".join(
+            json.dumps({"id": r["example_id"], "sentence": r["text"], "label": r["label_name"]}) + "\n"
+            for r in positives
+        )
+    )
     assert run_cli(ws, "import", str(path), "--name", "sst2-pos").code == 0
-    result = run_cli(ws, "train", "sst2", "--subset", "sst2-pos", "--max-length", "64", "--epochs", "1",
-                     "--batch-size", "16", "--json")
+    result = run_cli(
+        ws,
+        "train",
+        "sst2",
+        "--subset",
+        "sst2-pos",
+        "--max-length",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--json",
+    )
     assert result.code == 0, result.stderr
     run_id = result.json()["run_id"]
     rows = shard_rows(ws, run_id)

@@ -17,7 +17,9 @@ N_QUESTIONS = 24
 
 def shard_rows(ws, run_id: str) -> list[dict]:
     glob = (ws.run_dir(run_id) / "dynamics" / "*" / "*.parquet").as_posix()
-    rel = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY epoch, example_id")
+    rel = duckdb.sql(
+        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY epoch, example_id"
+    )
     return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
 
 
@@ -40,7 +42,13 @@ def squad_subset(data_dir, n: int) -> tuple[dict, dict[str, list[str]], str]:
             if not long_id:
                 long_id = "long-answer-" + qas[0]["id"]
                 text = para["context"][:400]
-                qas = qas + [{"id": long_id, "question": qas[0]["question"], "answers": [{"text": text, "answer_start": 0}]}]
+                qas = qas + [
+                    {
+                        "id": long_id,
+                        "question": qas[0]["question"],
+                        "answers": [{"text": text, "answer_start": 0}],
+                    }
+                ]
                 golds[long_id] = [text]
             paragraphs.append({"context": para["context"], "qas": qas})
         if paragraphs:
@@ -62,8 +70,20 @@ def qa_run(tmp_path_factory, data_dir):
     path.write_text(json.dumps(subset))
     imported = run_cli(ws, "import", str(path), "--name", "squad-long", "--json")
     assert imported.code == 0, imported.stderr
-    result = run_cli(ws, "train", "squad-long", "--max-length", "64", "--epochs", "2", "--batch-size", "8",
-                     "--lr", "1e-4", "--json")
+    result = run_cli(
+        ws,
+        "train",
+        "squad-long",
+        "--max-length",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-4",
+        "--json",
+    )
     assert result.code == 0, result.stderr
     return ws, result.json(), golds, long_id
 
@@ -107,8 +127,11 @@ def test_qa_metrics_land_in_the_catalog(qa_run):
 
     ws, summary, golds, _ = qa_run
     metrics = run_cli(
-        ws, "sql", "SELECT example_id, epochs, confidence FROM example_metrics WHERE run_id = "
-        f"'{summary['run_id']}' ORDER BY example_id", "--json",
+        ws,
+        "sql",
+        "SELECT example_id, epochs, confidence FROM example_metrics WHERE run_id = "
+        f"'{summary['run_id']}' ORDER BY example_id",
+        "--json",
     ).json()
     assert sorted(m["example_id"] for m in metrics) == sorted(golds)
     assert all(m["epochs"] == 2 and 0.0 <= m["confidence"] <= 1.0 for m in metrics)

@@ -31,7 +31,9 @@ def cells(table, row: int) -> list[str]:  # noqa: ANN001
 
 def sql_count(ws, where: str, run_id: str = "sst2-run") -> int:  # noqa: ANN001
     with open_catalog(ws) as con:
-        return con.execute(f"SELECT count(*) FROM example_metrics WHERE run_id = ? AND ({where})", [run_id]).fetchone()[0]
+        return con.execute(
+            f"SELECT count(*) FROM example_metrics WHERE run_id = ? AND ({where})", [run_id]
+        ).fetchone()[0]
 
 
 async def test_map_boundary_region_examples_detail_tag_and_restart(tui_ws):  # noqa: ANN001
@@ -69,7 +71,10 @@ async def test_map_boundary_region_examples_detail_tag_and_restart(tui_ws):  # n
         assert examples.total == after["ambiguous"]
         assert examples.filter is not None and examples.filter.region == "ambiguous"
         text = screen_text(app)
-        assert "run/sst2-run/examples?cartography=ambiguous" in text and f"{after['ambiguous']:,} rows · page 1/" in text
+        assert (
+            "run/sst2-run/examples?cartography=ambiguous" in text
+            and f"{after['ambiguous']:,} rows · page 1/" in text
+        )
         table = examples.query_one("#examples")
         var_col = examples.columns.index("variability")
         region_col = examples.columns.index("region")
@@ -154,7 +159,10 @@ async def test_case_studies_export(tui_ws):  # noqa: ANN001
         assert "random sample, seed 1" in random_text and random_text != text
         with open_catalog(tui_ws) as con:
             again = data.case_studies(con, "sst2-run", "sst2-dev", "cartography", Bounds(), 5, "random", 1)
-        assert data.case_studies_markdown("sst2-run", "sst2-dev", "cartography", Bounds(), "random", 1, again) == random_text
+        assert (
+            data.case_studies_markdown("sst2-run", "sst2-dev", "cartography", Bounds(), "random", 1, again)
+            == random_text
+        )
         assert not app.errors
 
 
@@ -177,7 +185,9 @@ async def test_examples_filters_sort_and_paging(tui_ws):  # noqa: ANN001
         await settle(app, pilot)
         assert screen.page == 2 and screen.last_ms == 0.0 and cells(table, 0)[1] == str(2 * PAGE_SIZE)
         assert "page 3/18 · read ahead" in screen_text(app)
-        assert [cells(table, r)[1] for r in range(table.row_count)] == [str(2 * PAGE_SIZE + r) for r in range(PAGE_SIZE)]
+        assert [cells(table, r)[1] for r in range(table.row_count)] == [
+            str(2 * PAGE_SIZE + r) for r in range(PAGE_SIZE)
+        ]
         await pilot.press("p")
         await settle(app, pilot)
         assert screen.page == 1 and cells(table, 0)[1] == str(PAGE_SIZE) and "page=2" in screen_text(app)
@@ -206,8 +216,10 @@ async def test_examples_filters_sort_and_paging(tui_ws):  # noqa: ANN001
         await settle(app, pilot)
         assert 0 < screen.total < 20
         text_col = screen.columns.index("text")
-        assert all("charming" in cells(table, r)[text_col].lower() or cells(table, r)[text_col].endswith("…")
-                   for r in range(table.row_count))
+        assert all(
+            "charming" in cells(table, r)[text_col].lower() or cells(table, r)[text_col].endswith("…")
+            for r in range(table.row_count)
+        )
 
         await pilot.press("x", "f")
         await pilot.press(*"variability 0.1..0.2", "enter")
@@ -236,7 +248,9 @@ async def test_examples_filters_sort_and_paging(tui_ws):  # noqa: ANN001
 
 async def test_qa_detail_highlights_gold_and_predicted_spans(tui_ws):  # noqa: ANN001
     with open_catalog(tui_ws) as con:
-        flt = ExampleFilter(dataset="squad-dev", run_id="squad-run", where="correctness > 0 AND correctness < 1")
+        flt = ExampleFilter(
+            dataset="squad-dev", run_id="squad-run", where="correctness > 0 AND correctness < 1"
+        )
         page = data.query_page(con, flt, 1, 0)
     example_id = page.rows[0][0]
     app = make_app(tui_ws)
@@ -282,7 +296,12 @@ async def test_sql_console_compare_help_and_palette(tui_ws):  # noqa: ANN001
         await settle(app, pilot)
         assert isinstance(app.screen, CompareScreen)
         text = screen_text(app)
-        assert "sst2-run" in text and "0.812" in text and "0.774" in text and "accuracy by evaluation set" in text
+        assert (
+            "sst2-run" in text
+            and "0.812" in text
+            and "0.774" in text
+            and "accuracy by evaluation set" in text
+        )
         await pilot.press("m")  # next metric: exact (SQuAD)
         await settle(app, pilot)
         assert app.screen.metric == "exact" and "41.3" in screen_text(app)
@@ -301,8 +320,17 @@ async def test_sql_console_compare_help_and_palette(tui_ws):  # noqa: ANN001
         assert isinstance(app.screen, DataMapScreen)
 
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for title in ("Data map", "Examples", "Case studies", "Jobs", "New job", "Compare runs", "SQL console",
-                      "DataMap: Case studies", "DataMap: Examples"):
+        for title in (
+            "Data map",
+            "Examples",
+            "Case studies",
+            "Jobs",
+            "New job",
+            "Compare runs",
+            "SQL console",
+            "DataMap: Case studies",
+            "DataMap: Examples",
+        ):
             assert title in titles
         await pilot.press("ctrl+p")
         await pilot.pause(0.3)

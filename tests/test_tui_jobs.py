@@ -83,7 +83,10 @@ async def launch_and_watch(tui_ws) -> None:  # noqa: ANN001
         assert isinstance(jobs, JobsScreen)
 
         assert await wait_until(app, pilot, lambda: status_of(jobs, run_id) == "done", timeout=150), (
-            status_of(jobs, run_id), app.errors, screen_text(app))
+            status_of(jobs, run_id),
+            app.errors,
+            screen_text(app),
+        )
         await settle(app, pilot)
         text = screen_text(app)
         assert run_id[:12] in text and "100%" in text
@@ -106,11 +109,26 @@ async def test_job_survives_app_exit_shows_progress_and_cancels(tui_ws):  # noqa
 
 async def survive_and_cancel(tui_ws) -> None:  # noqa: ANN001
     # long enough to still be running at the end (it is cancelled), in short steps (a cancel lands at a step)
-    started = run_cli(tui_ws, "train", "sst2-dev", "--limit", "800", "--epochs", "3", "--max-length", "32",
-                      "--batch-size", "8", "--detach")
+    started = run_cli(
+        tui_ws,
+        "train",
+        "sst2-dev",
+        "--limit",
+        "800",
+        "--epochs",
+        "3",
+        "--max-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--detach",
+    )
     assert started.code == 0, started.stderr
-    run_id = next(j["run_id"] for j in engine_jobs.list_jobs(tui_ws) if j["dataset"] == "sst2-dev"
-                  and j["run_id"] not in ("sst2-run", "sst2-run-b"))
+    run_id = next(
+        j["run_id"]
+        for j in engine_jobs.list_jobs(tui_ws)
+        if j["dataset"] == "sst2-dev" and j["run_id"] not in ("sst2-run", "sst2-run-b")
+    )
 
     app = make_app(tui_ws)
     async with app.run_test(size=SIZE) as pilot:
@@ -123,7 +141,9 @@ async def survive_and_cancel(tui_ws) -> None:  # noqa: ANN001
         jobs = app.screen
         assert isinstance(jobs, JobsScreen)
         assert await wait_until(
-            app, pilot, lambda: status_of(jobs, run_id) == "running" and (row_of(jobs, run_id) or ["0"] * 8)[5] != "  0%",
+            app,
+            pilot,
+            lambda: status_of(jobs, run_id) == "running" and (row_of(jobs, run_id) or ["0"] * 8)[5] != "  0%",
             timeout=90,
         ), (row_of(jobs, run_id), screen_text(app))
     # The app has exited: the job has not.
@@ -155,7 +175,9 @@ async def survive_and_cancel(tui_ws) -> None:  # noqa: ANN001
         assert jobs.selected_run() == run_id
         await pilot.press("c")
         assert await wait_until(app2, pilot, lambda: status_of(jobs, run_id) == "cancelled", timeout=90), (
-            row_of(jobs, run_id), app2.errors)
+            row_of(jobs, run_id),
+            app2.errors,
+        )
         await settle(app2, pilot)
         assert "cancelled" in screen_text(app2)
         assert not app2.errors
@@ -183,7 +205,12 @@ async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
         assert isinstance(form, JobForm)
         assert form.query_one("#f-kind").value == "retrain"
         assert form.value("source_run") == "sst2-run" and form.value("region") == "ambiguous"
-        for name, value in (("epochs", "1"), ("fraction", "0.03"), ("max_length", "32"), ("batch_size", "16")):
+        for name, value in (
+            ("epochs", "1"),
+            ("fraction", "0.03"),
+            ("max_length", "32"),
+            ("batch_size", "16"),
+        ):
             form.query_one(f"#f-{name}").value = value
         await pilot.press("ctrl+s")
         await settle(app, pilot)
@@ -194,10 +221,14 @@ async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
         config = engine_jobs.job_info(tui_ws, run_id)
         assert config["dataset"] == "sst2-dev"
         with open_catalog(tui_ws) as con:
-            n_selected = con.execute("SELECT n_examples FROM datasets WHERE name = 'sst2-run-ambiguous-3pct'").fetchone()
+            n_selected = con.execute(
+                "SELECT n_examples FROM datasets WHERE name = 'sst2-run-ambiguous-3pct'"
+            ).fetchone()
         assert n_selected is not None and 0 < n_selected[0] <= 872
         assert await wait_until(app, pilot, lambda: status_of(jobs, run_id) == "done", timeout=150), (
-            status_of(jobs, run_id), app.errors)
+            status_of(jobs, run_id),
+            app.errors,
+        )
 
         # Evaluate the new run from the same form (on the small selection, to keep the test short): the result
         # reaches the compare screen.
@@ -217,9 +248,13 @@ async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
                 from storage.sync import sync
 
                 sync(tui_ws, con)
-                return con.execute("SELECT count(*) FROM evaluations WHERE run_id = ?", [run_id]).fetchone()[0] > 0
+                return (
+                    con.execute("SELECT count(*) FROM evaluations WHERE run_id = ?", [run_id]).fetchone()[0]
+                    > 0
+                )
 
         assert await wait_until(app, pilot, evaluated, timeout=120, step=1.0), app.errors
+
         # the evaluation ran as a job of its own, followed on the jobs screen like any other
         def eval_job_done() -> bool:
             eval_jobs = [j for j in engine_jobs.list_jobs(tui_ws) if j["kind"] == "evaluate"]

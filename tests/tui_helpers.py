@@ -36,19 +36,27 @@ def import_dataset(ws: Workspace, source: Path, name: str, limit: int | None = N
     spec = load_source(str(source), name, ImportOptions())
     if limit is not None and spec.examples.num_rows > limit:
         spec = DatasetSpec(
-            name=spec.name, task=spec.task, source=spec.source, format=spec.format,
-            examples=spec.examples.slice(0, limit), label_names=spec.label_names, is_pair=spec.is_pair,
+            name=spec.name,
+            task=spec.task,
+            source=spec.source,
+            format=spec.format,
+            examples=spec.examples.slice(0, limit),
+            label_names=spec.label_names,
+            is_pair=spec.is_pair,
             version=spec.version,
         )
     with open_catalog(ws) as con:
         return write_dataset(con, spec)
 
 
-def dataset_rows(ws: Workspace, dataset: str) -> tuple[list[str], list[int | None], list[str | None], list[str | None]]:
+def dataset_rows(
+    ws: Workspace, dataset: str
+) -> tuple[list[str], list[int | None], list[str | None], list[str | None]]:
     """(example ids, labels, answers JSON, contexts) in file order."""
     with open_catalog(ws) as con:
         rows = con.execute(
-            "SELECT example_id, label, answers, text_pair FROM examples WHERE dataset = ? ORDER BY row_idx", [dataset]
+            "SELECT example_id, label, answers, text_pair FROM examples WHERE dataset = ? ORDER BY row_idx",
+            [dataset],
         ).fetchall()
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
 
@@ -118,34 +126,61 @@ def write_run(
             cols["adv_correct"] = pa.array(adv < 0.69)
         write_shard(run_dir, epoch, 0, pa.table(cols))
         append_event(
-            run_dir, "epoch_end", epoch=epoch,
-            metrics={"train_loss": round(float(np.mean(-np.log(p))), 4), "train_acc": round(float(correct.mean()), 4)},
+            run_dir,
+            "epoch_end",
+            epoch=epoch,
+            metrics={
+                "train_loss": round(float(np.mean(-np.log(p))), 4),
+                "train_acc": round(float(correct.mean()), 4),
+            },
         )
     if status != "running":
         append_event(run_dir, "state", status=status)
     write_config(
         run_dir,
-        {"kind": "train", "dataset": dataset, "model": "minilm-l6", "epochs": epochs, "created_at": created_at,
-         "seed": seed, "dynamics": "inline", "adversarial_dynamics": adversarial},
+        {
+            "kind": "train",
+            "dataset": dataset,
+            "model": "minilm-l6",
+            "epochs": epochs,
+            "created_at": created_at,
+            "seed": seed,
+            "dynamics": "inline",
+            "adversarial_dynamics": adversarial,
+        },
     )
 
 
-def write_eval(ws: Workspace, run_id: str, eval_set: str, example_ids: list[str], metrics: dict[str, float],
-               seed: int = 0) -> None:
+def write_eval(
+    ws: Workspace,
+    run_id: str,
+    eval_set: str,
+    example_ids: list[str],
+    metrics: dict[str, float],
+    seed: int = 0,
+) -> None:
     """An evaluation result as a job writes it: eval/<set>.parquet (per example) then eval/<set>.json."""
     rng = np.random.default_rng(seed)
     n = len(example_ids)
     correct = rng.random(n) < metrics.get("accuracy", metrics.get("exact", 50) / 100)
     folder = eval_dir(ws.run_dir(run_id))
     write_parquet_atomic(
-        pa.table({"example_id": pa.array(example_ids, pa.string()), "prediction": pa.array(["1"] * n),
-                  "correct": pa.array(correct), "score": pa.array(correct.astype(float))}),
+        pa.table(
+            {
+                "example_id": pa.array(example_ids, pa.string()),
+                "prediction": pa.array(["1"] * n),
+                "correct": pa.array(correct),
+                "score": pa.array(correct.astype(float)),
+            }
+        ),
         folder / f"{eval_set}.parquet",
     )
     write_json_atomic(folder / f"{eval_set}.json", {"n_examples": n, "metrics": metrics})
 
 
-def qa_predictions(answers: list[str | None], contexts: list[str | None], epochs: int, seed: int) -> list[list[str]]:
+def qa_predictions(
+    answers: list[str | None], contexts: list[str | None], epochs: int, seed: int
+) -> list[list[str]]:
     """Per epoch, each QA example's predicted span text: the gold answer when the synthetic dynamics say correct,
     else a nearby phrase of the context."""
     probs, _ = gold_probs(len(answers), epochs, seed)
@@ -160,7 +195,7 @@ def qa_predictions(answers: list[str | None], contexts: list[str | None], epochs
             else:
                 words = (context or "").split()
                 start = (i * 7 + epoch * 3) % max(1, len(words) - 3)
-                row.append(" ".join(words[start:start + 1 + epoch % 3]))
+                row.append(" ".join(words[start : start + 1 + epoch % 3]))
         out.append(row)
     return out
 
@@ -183,8 +218,17 @@ def build_workspace(ws: Workspace, data_dir: Path, qa: bool = True) -> dict[str,
     if qa:
         import_dataset(ws, data_dir / "squad_v1.1" / "dev-v1.1.json.gz", "squad-dev", limit=150)
         qids, _, answers, contexts = dataset_rows(ws, "squad-dev")
-        write_run(ws, "squad-run", "squad-dev", qids, epochs=4, seed=3, adversarial=True,
-                  predictions=qa_predictions(answers, contexts, 4, seed=3), created_at=FIXED_TS + 120)
+        write_run(
+            ws,
+            "squad-run",
+            "squad-dev",
+            qids,
+            epochs=4,
+            seed=3,
+            adversarial=True,
+            predictions=qa_predictions(answers, contexts, 4, seed=3),
+            created_at=FIXED_TS + 120,
+        )
         write_eval(ws, "squad-run", "squad-dev", qids, {"exact": 41.3, "f1": 55.2, "worst_f1": 38.0}, seed=3)
         out.update({"qa_run": "squad-run", "qa_dataset": "squad-dev"})
     sync_ws(ws)
@@ -253,7 +297,9 @@ def check_snapshot(name: str, text: str) -> None:
     if text != expected:
         import difflib
 
-        diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(), "expected", "actual", lineterm=""))
+        diff = "\n".join(
+            difflib.unified_diff(expected.splitlines(), text.splitlines(), "expected", "actual", lineterm="")
+        )
         raise AssertionError(f"snapshot {name} differs ({UPDATE_ENV}=1 to accept):\n{diff}")
 
 

@@ -41,7 +41,9 @@ class DynascopeApp(App[None]):
     ]
     NOTIFICATION_TIMEOUT = 5
 
-    def __init__(self, workspace: Workspace, settings: Settings | None = None, config_path: Path | None = None) -> None:
+    def __init__(
+        self, workspace: Workspace, settings: Settings | None = None, config_path: Path | None = None
+    ) -> None:
         super().__init__()
         self.workspace = workspace
         self.settings = settings or load_settings(config_path)
@@ -57,7 +59,9 @@ class DynascopeApp(App[None]):
             if self.settings.theme in self.available_themes:
                 self.theme = self.settings.theme
             else:
-                self.notify(f"unknown theme {self.settings.theme!r}; keeping {self.theme}", severity="warning")
+                self.notify(
+                    f"unknown theme {self.settings.theme!r}; keeping {self.theme}", severity="warning"
+                )
         for problem in self.settings.problems:
             self.notify(problem, severity="warning", timeout=8)
         self.push_screen(HomeScreen())
@@ -75,7 +79,9 @@ class DynascopeApp(App[None]):
 
     # ---- navigation ----------------------------------------------------------------------------------
 
-    def open_map(self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None) -> None:
+    def open_map(
+        self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None
+    ) -> None:
         self.push_screen(DataMapScreen(run_id, kind, bounds))
 
     def open_examples(
@@ -89,8 +95,15 @@ class DynascopeApp(App[None]):
         if region is not None and run_id is not None:
             # most typical of the region first (engine.regions.RANKING: the order top-p% selections use)
             metric, order = RANKING.get(region, ("confidence", "ASC"))
-            flt = ExampleFilter(dataset="", run_id=run_id, kind=kind, region=region, bounds=bounds or Bounds(),
-                                sort=metric, descending=order == "DESC")
+            flt = ExampleFilter(
+                dataset="",
+                run_id=run_id,
+                kind=kind,
+                region=region,
+                bounds=bounds or Bounds(),
+                sort=metric,
+                descending=order == "DESC",
+            )
             self.push_screen(ExamplesScreen(flt))
         else:
             self.push_screen(ExamplesScreen(None, run_id=run_id, dataset=dataset))
@@ -98,10 +111,14 @@ class DynascopeApp(App[None]):
     def open_detail(self, dataset: str, example_id: str, run_id: str | None = None) -> None:
         self.push_screen(DetailScreen(dataset, example_id, run_id))
 
-    def open_cases(self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None) -> None:
+    def open_cases(
+        self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None
+    ) -> None:
         self.push_screen(CasesScreen(run_id, kind, bounds))
 
-    def open_jobs(self, run_id: str | None = None, new: bool = False, preset: dict[str, Any] | None = None) -> None:
+    def open_jobs(
+        self, run_id: str | None = None, new: bool = False, preset: dict[str, Any] | None = None
+    ) -> None:
         self.push_screen(JobsScreen(run_id, new=new, preset=preset))
 
     def open_compare(self) -> None:
@@ -149,4 +166,3 @@ class DynascopeApp(App[None]):
                 f"key {self.get_key_display(binding)}",
                 run,
             )
-

@@ -13,10 +13,18 @@ def screen_text(app: App[Any]) -> str:
     """What the terminal shows now, as text: one line per row, trailing spaces removed."""
     width, height = app.size
     console = Console(
-        width=width, height=height, file=io.StringIO(), force_terminal=True, color_system="truecolor",
-        record=True, legacy_windows=False, safe_box=False,
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
     )
-    render = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens, simplify=True)
+    render = app.screen._compositor.render_update(
+        full=True, screen_stack=app._background_screens, simplify=True
+    )
     console.print(render)
     text = console.export_text(styles=False)
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"

@@ -46,7 +46,10 @@ REGIONS = {"cartography": CARTOGRAPHY_REGIONS, "robustness": ROBUSTNESS_REGIONS}
 # axis column, axis label, fixed maximum (None: the data's maximum); the same axes as `dynascope map`
 AXES: dict[str, tuple[tuple[str, str, float | None], tuple[str, str, float | None]]] = {
     "cartography": (("variability", "variability", 0.5), ("confidence", "confidence", 1.0)),
-    "robustness": (("sensitivity", "sensitivity", None), ("adv_variability", "adversarial variability", None)),
+    "robustness": (
+        ("sensitivity", "sensitivity", None),
+        ("adv_variability", "adversarial variability", None),
+    ),
 }
 
 
@@ -107,7 +110,9 @@ class Bounds:
             return replace(self, robustness=b)
         c = self.cartography
         if axis == "x":
-            c = replace(c, ambiguous_variability=round(min(0.5, max(0.0, c.ambiguous_variability + delta)), 4))
+            c = replace(
+                c, ambiguous_variability=round(min(0.5, max(0.0, c.ambiguous_variability + delta)), 4)
+            )
         else:
             c = replace(c, easy_confidence=round(min(1.0, max(0.0, c.easy_confidence + delta)), 4))
         return replace(self, cartography=c)
@@ -124,9 +129,7 @@ class Bounds:
 
 
 def list_datasets(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    cur = con.execute(
-        "SELECT name, task, n_examples, source, parent FROM datasets ORDER BY created_at, name"
-    )
+    cur = con.execute("SELECT name, task, n_examples, source, parent FROM datasets ORDER BY created_at, name")
     return rows_as_dicts(cur)
 
 
@@ -230,7 +233,9 @@ def _axis_max(con: duckdb.DuckDBPyConnection, run_id: str, kind: str) -> tuple[f
     (xcol, _, xfix), (ycol, _, yfix) = AXES[kind]
     if xfix is not None and yfix is not None:
         return xfix, yfix
-    row = con.execute(f"SELECT max({xcol}), max({ycol}) FROM example_metrics WHERE run_id = ?", [run_id]).fetchone()
+    row = con.execute(
+        f"SELECT max({xcol}), max({ycol}) FROM example_metrics WHERE run_id = ?", [run_id]
+    ).fetchone()
     x_max = float(row[0]) if row and row[0] is not None and row[0] > 0 else 1.0
     y_max = float(row[1]) if row and row[1] is not None and row[1] > 0 else 1.0
     return xfix or x_max, yfix or y_max
@@ -323,7 +328,9 @@ class ExampleFilter:
             example_conds.append("(CAST(label AS VARCHAR) = $label OR label_name = $label)")
             params["label"] = str(self.label)
         if self.search:
-            example_conds.append("(text ILIKE $search OR coalesce(text_pair, '') ILIKE $search OR example_id = $exact)")
+            example_conds.append(
+                "(text ILIKE $search OR coalesce(text_pair, '') ILIKE $search OR example_id = $exact)"
+            )
             params["search"] = f"%{self.search}%"
             params["exact"] = self.search
         if self.tag:
@@ -394,11 +401,13 @@ def _in_list(values: list[str]) -> str:
 EXAMPLE_FIELDS = ("example_id", "row_idx", "text", "text_pair", "label", "label_name")
 
 
-def _examples_by_ids(cur: duckdb.DuckDBPyConnection, f: ExampleFilter, ids: list[str]) -> dict[str, dict[str, Any]]:
+def _examples_by_ids(
+    cur: duckdb.DuckDBPyConnection, f: ExampleFilter, ids: list[str]
+) -> dict[str, dict[str, Any]]:
     if not ids:
         return {}
     cur.execute(
-        f"""SELECT {', '.join(EXAMPLE_FIELDS)} FROM examples
+        f"""SELECT {", ".join(EXAMPLE_FIELDS)} FROM examples
             WHERE dataset = ? AND example_id IN ({_in_list(ids)})""",
         [f.dataset],
     )
@@ -409,7 +418,9 @@ def _metric_select(f: ExampleFilter) -> str:
     return ", ".join(("example_id", "epochs", *METRICS)) + f", ({f.bounds.region_sql(f.kind)}) AS region"
 
 
-def _metrics_by_ids(cur: duckdb.DuckDBPyConnection, f: ExampleFilter, ids: list[str]) -> dict[str, dict[str, Any]]:
+def _metrics_by_ids(
+    cur: duckdb.DuckDBPyConnection, f: ExampleFilter, ids: list[str]
+) -> dict[str, dict[str, Any]]:
     if not ids or not f.run_id:
         return {}
     cur.execute(
@@ -419,7 +430,9 @@ def _metrics_by_ids(cur: duckdb.DuckDBPyConnection, f: ExampleFilter, ids: list[
     return {row["example_id"]: row for row in rows_as_dicts(cur)}
 
 
-def _assemble(f: ExampleFilter, ids: list[str], examples: dict[str, Any], metrics: dict[str, Any]) -> QueryResult:
+def _assemble(
+    f: ExampleFilter, ids: list[str], examples: dict[str, Any], metrics: dict[str, Any]
+) -> QueryResult:
     columns = page_columns(f)
     rows = []
     for example_id in ids:
@@ -466,12 +479,16 @@ def query_page(con: duckdb.DuckDBPyConnection, f: ExampleFilter, limit: int, off
             return _assemble(f, ids, _examples_by_ids(cur, f, ids), metrics)
         plain_example_conds = [c for c in example_conds if not (f.where and c == f"({f.where})")]
         if (
-            f.run_id and not metric_conds and sort in ("row_idx", "label") and not f.where
-            and plain_example_conds == example_conds and run_covers_dataset(cur, f.run_id, f.dataset)
+            f.run_id
+            and not metric_conds
+            and sort in ("row_idx", "label")
+            and not f.where
+            and plain_example_conds == example_conds
+            and run_covers_dataset(cur, f.run_id, f.dataset)
         ):
             where = " AND ".join(["dataset = $dataset", *example_conds])
             cur.execute(
-                f"""SELECT {', '.join(EXAMPLE_FIELDS)} FROM examples x WHERE {where}
+                f"""SELECT {", ".join(EXAMPLE_FIELDS)} FROM examples x WHERE {where}
                     ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}""",
                 {**params, "dataset": f.dataset},
             )
@@ -547,14 +564,18 @@ def get_example(
     detail = ExampleDetail(dataset, example_id, record.pop("task"), record, run_id=run_id)
     detail.annotations = get_annotations(con, dataset, example_id)
     if run_id:
-        cur = con.execute("SELECT * FROM example_metrics WHERE run_id = ? AND example_id = ?", [run_id, example_id])
+        cur = con.execute(
+            "SELECT * FROM example_metrics WHERE run_id = ? AND example_id = ?", [run_id, example_id]
+        )
         rows = rows_as_dicts(cur)
         detail.metrics = rows[0] if rows else {}
         detail.trajectory = trajectory(con, ws, run_id, example_id)
     return detail
 
 
-def trajectory(con: duckdb.DuckDBPyConnection, ws: Workspace, run_id: str, example_id: str) -> list[dict[str, Any]]:
+def trajectory(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, run_id: str, example_id: str
+) -> list[dict[str, Any]]:
     """Per-epoch records of one example read straight from the run's shards (a run still training too)."""
     run_dir = ws.run_dir(run_id)
     if not list_shards(run_dir):
@@ -586,14 +607,19 @@ def get_annotations(con: duckdb.DuckDBPyConnection, dataset: str, example_id: st
 
 
 def add_annotation(
-    con: duckdb.DuckDBPyConnection, dataset: str, example_id: str, tag: str | None = None, note: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    example_id: str,
+    tag: str | None = None,
+    note: str | None = None,
 ) -> None:
     tag = (tag or "").strip() or None
     note = (note or "").strip() or None
     if tag is None and note is None:
         raise ValueError("an annotation needs a tag or a note")
     con.execute(
-        "INSERT INTO annotations (dataset, example_id, tag, note) VALUES (?, ?, ?, ?)", [dataset, example_id, tag, note]
+        "INSERT INTO annotations (dataset, example_id, tag, note) VALUES (?, ?, ?, ?)",
+        [dataset, example_id, tag, note],
     )
 
 
@@ -651,9 +677,7 @@ def case_studies(
     if mode == "random":
         order = f"hash({int(seed)}::VARCHAR || '/' || example_id), example_id"
     else:
-        order = (
-            f"(({xcol} - cx) / nullif(sx, 0)) ** 2 + (({ycol} - cy) / nullif(sy, 0)) ** 2 NULLS LAST, example_id"
-        )
+        order = f"(({xcol} - cx) / nullif(sx, 0)) ** 2 + (({ycol} - cy) / nullif(sy, 0)) ** 2 NULLS LAST, example_id"
     sql = f"""
         WITH m AS (
             SELECT *, {region} AS region FROM example_metrics
@@ -693,7 +717,13 @@ def _fmt(value: Any) -> str:
 
 
 def case_studies_markdown(
-    run_id: str, dataset: str, kind: str, bounds: Bounds, mode: str, seed: int, studies: dict[str, list[dict[str, Any]]]
+    run_id: str,
+    dataset: str,
+    kind: str,
+    bounds: Bounds,
+    mode: str,
+    seed: int,
+    studies: dict[str, list[dict[str, Any]]],
 ) -> str:
     (xcol, _, _), (ycol, _, _) = AXES[kind]
     how = "nearest the region's centre" if mode == "centre" else f"random sample, seed {seed}"
@@ -777,4 +807,3 @@ def metric_names(rows: list[dict[str, Any]]) -> list[str]:
                 names.append(name)
     preferred = [m for m in COMPARE_METRICS if m in names]
     return preferred + sorted(n for n in names if n not in preferred)
-

@@ -130,7 +130,9 @@ class TrajectoryPlot(PlotextPlot):
             ok = [(e, p) for e, p, r in zip(epochs, probs, rows) if r.get("correct")]
             bad = [(e, p) for e, p, r in zip(epochs, probs, rows) if not r.get("correct")]
             if ok:
-                plt.scatter([e for e, _ in ok], [p for _, p in ok], marker="●", color="green", label="correct")
+                plt.scatter(
+                    [e for e, _ in ok], [p for _, p in ok], marker="●", color="green", label="correct"
+                )
             if bad:
                 plt.scatter([e for e, _ in bad], [p for _, p in bad], marker="x", color="red", label="wrong")
             adv = [(e, float(r["adv_loss"])) for e, r in zip(epochs, rows) if r.get("adv_loss") is not None]
@@ -174,13 +176,18 @@ class BarChart(PlotextPlot):
                 plt.bar(self.groups, self.series[0][1], label=self.series[0][0])
             else:
                 plt.multiple_bar(  # the stub says `label`; plotext takes `labels`
-                    self.groups, [values for _, values in self.series], labels=[n for n, _ in self.series]  # type: ignore[call-arg]
+                    self.groups,
+                    [values for _, values in self.series],
+                    labels=[n for n, _ in self.series],  # type: ignore[call-arg]
                 )
         self.refresh()
 
 
 def fill_table(
-    table: Any, columns: list[str], rows: list[tuple[str | None, list[str]]], max_width: int = 60,
+    table: Any,
+    columns: list[str],
+    rows: list[tuple[str | None, list[str]]],
+    max_width: int = 60,
     fixed: dict[str, int] | None = None,
 ) -> None:
     """Replace a DataTable's columns and rows with explicit column widths (from the contents), keeping the cursor

@@ -48,17 +48,23 @@ class ClassificationAdapter:
     def encode(self, table: pa.Table) -> list[ClassificationItem]:
         ids = [str(x) for x in table.column("example_id").to_pylist()]
         texts = table.column("text").to_pylist()
-        pairs = table.column("text_pair").to_pylist() if "text_pair" in table.column_names else [None] * len(ids)
+        pairs = (
+            table.column("text_pair").to_pylist() if "text_pair" in table.column_names else [None] * len(ids)
+        )
         labels = table.column("label").to_pylist()
         is_pair = any(p is not None for p in pairs)
         if is_pair:
             # longest_first trims whichever side is longer, so neither text is dropped entirely
-            enc = self.tokenizer(texts, [p or "" for p in pairs], truncation="longest_first", max_length=self.max_length)
+            enc = self.tokenizer(
+                texts, [p or "" for p in pairs], truncation="longest_first", max_length=self.max_length
+            )
         else:
             enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         type_ids = enc.get("token_type_ids")
         return [
-            ClassificationItem(ids[i], enc["input_ids"][i], type_ids[i] if type_ids is not None else None, int(labels[i]))
+            ClassificationItem(
+                ids[i], enc["input_ids"][i], type_ids[i] if type_ids is not None else None, int(labels[i])
+            )
             for i in range(len(ids))
         ]
 

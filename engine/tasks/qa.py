@@ -60,7 +60,13 @@ class QAAdapter:
     extra_columns: dict[str, pa.DataType] = {"answer_in_window": pa.bool_(), "n_windows": pa.int32()}
 
     def __init__(
-        self, tokenizer: Any, *, max_length: int, stride: int | None, allow_null: bool, max_answer_length: int = 30
+        self,
+        tokenizer: Any,
+        *,
+        max_length: int,
+        stride: int | None,
+        allow_null: bool,
+        max_answer_length: int = 30,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("extractive QA needs a fast tokenizer (offsets and overflowing windows)")
@@ -91,7 +97,9 @@ class QAAdapter:
         contexts = table.column("text_pair").to_pylist()
         answers = [json.loads(a) if a else [] for a in table.column("answers").to_pylist()]
         impossible = (
-            table.column("is_impossible").to_pylist() if "is_impossible" in table.column_names else [None] * len(ids)
+            table.column("is_impossible").to_pylist()
+            if "is_impossible" in table.column_names
+            else [None] * len(ids)
         )
         enc = self.tokenizer(
             questions,
@@ -102,10 +110,7 @@ class QAAdapter:
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
-        items = [
-            QAItem(ids[i], contexts[i], [a["text"] for a in answers[i]], [])
-            for i in range(len(ids))
-        ]
+        items = [QAItem(ids[i], contexts[i], [a["text"] for a in answers[i]], []) for i in range(len(ids))]
         type_ids = enc.get("token_type_ids")
         for f, ex in enumerate(enc["overflow_to_sample_mapping"]):
             seq = np.array([-1 if s is None else s for s in enc.sequence_ids(f)])
@@ -124,7 +129,14 @@ class QAAdapter:
                     end = int(ctx[np.nonzero(offsets[ctx, 0] < e_char)[0][-1]])
                     has_gold = True
             items[ex].windows.append(
-                Window(enc["input_ids"][f], type_ids[f] if type_ids is not None else None, offsets, start, end, has_gold)
+                Window(
+                    enc["input_ids"][f],
+                    type_ids[f] if type_ids is not None else None,
+                    offsets,
+                    start,
+                    end,
+                    has_gold,
+                )
             )
         return items
 
@@ -209,7 +221,12 @@ class QAAdapter:
             holding = [i for i in feats if windows[i].has_gold]
             if holding:
                 g = max(holding, key=lambda i: w["gold"][i])
-                gold_prob, loss, margin, el2n = float(np.exp(w["gold"][g])), w["loss"][g], w["margin"][g], w["el2n"][g]
+                gold_prob, loss, margin, el2n = (
+                    float(np.exp(w["gold"][g])),
+                    w["loss"][g],
+                    w["margin"][g],
+                    w["el2n"][g],
+                )
             else:
                 gold_prob, loss, margin, el2n = 0.0, float(np.mean([w["loss"][i] for i in feats])), None, None
             prediction = self._predict(item, feats, windows, w)

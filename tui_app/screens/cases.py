@@ -49,8 +49,13 @@ class CasesScreen(BaseScreen):
     """
 
     def __init__(
-        self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None,
-        per_region: int = 5, mode: str = "centre", seed: int = 0,
+        self,
+        run_id: str | None = None,
+        kind: str = "cartography",
+        bounds: Bounds | None = None,
+        per_region: int = 5,
+        mode: str = "centre",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.run_id, self.kind, self.bounds = run_id, kind, bounds or Bounds()
@@ -105,10 +110,20 @@ class CasesScreen(BaseScreen):
         for region, found in message.studies.items():
             for row in found:
                 text = " ".join(str(row["text"]).split())
-                rows.append((f"{region}\t{row['example_id']}", [
-                    region, str(row["rnk"]), str(row["example_id"]), f"{row['confidence']:.3f}",
-                    f"{row['variability']:.3f}", f"{row['correctness']:.2f}", text[:60],
-                ]))
+                rows.append(
+                    (
+                        f"{region}\t{row['example_id']}",
+                        [
+                            region,
+                            str(row["rnk"]),
+                            str(row["example_id"]),
+                            f"{row['confidence']:.3f}",
+                            f"{row['variability']:.3f}",
+                            f"{row['correctness']:.2f}",
+                            text[:60],
+                        ],
+                    )
+                )
         fill_table(self.query_one(DataTable), CASE_COLUMNS, rows, max_width=60)
 
     def action_mode(self) -> None:

@@ -82,7 +82,9 @@ class CompareScreen(BaseScreen):
     def action_metric(self) -> None:
         names = data.metric_names(self.rows)
         if names:
-            self.metric = names[(names.index(self.metric) + 1) % len(names)] if self.metric in names else names[0]
+            self.metric = (
+                names[(names.index(self.metric) + 1) % len(names)] if self.metric in names else names[0]
+            )
             self.paint()
 
     def action_all(self) -> None:
@@ -98,7 +100,9 @@ class CompareScreen(BaseScreen):
         sets = list(dict.fromkeys(row["eval_set"] for row in self.rows))
         value = {(row["run_id"], row["eval_set"]): row["metrics"] for row in self.rows}
         metric = self.metric or ""
-        title.update(f"metric: {metric}  (m next metric, space pick runs)   {len(runs)} run(s) x {len(sets)} set(s)")
+        title.update(
+            f"metric: {metric}  (m next metric, space pick runs)   {len(runs)} run(s) x {len(sets)} set(s)"
+        )
         table = self.query_one(DataTable)
         table.clear(columns=True)
         rows = []

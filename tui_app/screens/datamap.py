@@ -66,7 +66,9 @@ class DataMapScreen(BaseScreen):
     DataMapScreen #legend { height: auto; color: $text-muted; margin-top: 1; }
     """
 
-    def __init__(self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None) -> None:
+    def __init__(
+        self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None
+    ) -> None:
         super().__init__()
         self.run_id = run_id
         self.kind = kind
@@ -105,7 +107,11 @@ class DataMapScreen(BaseScreen):
 
     def check_live(self) -> None:
         """A run still training gains epochs: re-read the map when its events say one more finished."""
-        if self.run is not None and self.run.get("status") in ("created", "running") and self.app.screen is self:
+        if (
+            self.run is not None
+            and self.run.get("status") in ("created", "running")
+            and self.app.screen is self
+        ):
             self.watch_run(self.run["run_id"], int(self.run.get("epochs_done") or 0))
 
     @work(thread=True, exclusive=True, group="map-live", exit_on_error=False)
@@ -148,7 +154,9 @@ class DataMapScreen(BaseScreen):
         self.loaded = True
         self.run = message.run
         if message.run is None:
-            self.query_one("#map-title", Static).update("no run with per-example metrics yet: train one (j, n)")
+            self.query_one("#map-title", Static).update(
+                "no run with per-example metrics yet: train one (j, n)"
+            )
             self.query_one(DataMapView).show(None, self.bounds, None, "no run with per-example metrics yet")
             return
         self.run_id = message.run["run_id"]
@@ -251,6 +259,10 @@ class DataMapScreen(BaseScreen):
         if self.run is not None:
             self.app.open_jobs(  # type: ignore[attr-defined]
                 new=True,
-                preset={"kind": "retrain", "source_run": self.run["run_id"], "region": self.selected_region,
-                        "dataset": self.run.get("dataset")},
+                preset={
+                    "kind": "retrain",
+                    "source_run": self.run["run_id"],
+                    "region": self.selected_region,
+                    "dataset": self.run.get("dataset"),
+                },
             )

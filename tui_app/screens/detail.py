@@ -19,7 +19,13 @@ from tui_app.data import ExampleDetail
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import TrajectoryPlot
 
-SPAN_STYLES = ["black on magenta", "black on dodger_blue1", "black on yellow", "black on cyan", "black on orange1"]
+SPAN_STYLES = [
+    "black on magenta",
+    "black on dodger_blue1",
+    "black on yellow",
+    "black on cyan",
+    "black on orange1",
+]
 GOLD_STYLE = "bold black on green3"
 
 
@@ -68,7 +74,7 @@ def qa_context(detail: ExampleDetail) -> tuple[Text, Text]:
         style = SPAN_STYLES[index % len(SPAN_STYLES)]
         text.stylize(style, span[0], span[1])
         legend.append(" pred ", style=style)
-        legend.append(f" epoch {epoch_ranges(epochs)}: {context[span[0]:span[1]]!r}\n")
+        legend.append(f" epoch {epoch_ranges(epochs)}: {context[span[0] : span[1]]!r}\n")
     for pred, epochs in misses.items():
         legend.append(f" pred  epoch {epoch_ranges(epochs)}: {pred!r} (not in the context)\n", style="italic")
     for answer in detail.answers:
@@ -85,8 +91,17 @@ def qa_context(detail: ExampleDetail) -> tuple[Text, Text]:
 
 def metrics_line(metrics: dict[str, Any]) -> str:
     parts = []
-    for name in ("confidence", "variability", "correctness", "forgetting", "aum", "el2n", "sensitivity",
-                 "adv_variability", "flip_rate"):
+    for name in (
+        "confidence",
+        "variability",
+        "correctness",
+        "forgetting",
+        "aum",
+        "el2n",
+        "sensitivity",
+        "adv_variability",
+        "flip_rate",
+    ):
         value = metrics.get(name)
         if value is not None:
             parts.append(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}")
@@ -98,11 +113,15 @@ def trajectory_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         mark = "✓" if row.get("correct") else "✗"
         prob = row.get("gold_prob")
-        line = f"epoch {row['epoch']}: gold p {prob:.3f} {mark}" if prob is not None else f"epoch {row['epoch']}"
+        line = (
+            f"epoch {row['epoch']}: gold p {prob:.3f} {mark}" if prob is not None else f"epoch {row['epoch']}"
+        )
         if row.get("loss") is not None:
             line += f"  loss {row['loss']:.3f}"
         if row.get("adv_loss") is not None:
-            line += f"  adv loss {row['adv_loss']:.3f}" + (" (attack flipped)" if row.get("adv_correct") is False else "")
+            line += f"  adv loss {row['adv_loss']:.3f}" + (
+                " (attack flipped)" if row.get("adv_correct") is False else ""
+            )
         pred = row.get("prediction")
         if pred is not None:
             pred = " ".join(str(pred).split())
@@ -193,8 +212,12 @@ class DetailScreen(BaseScreen):
         plot = self.query_one(TrajectoryPlot)
         plot.display = bool(detail.trajectory)
         plot.set_trajectory(detail.trajectory)
-        traj = trajectory_table(detail.trajectory) if detail.trajectory else (
-            "no training dynamics for this example" + ("" if detail.run_id else " (open it from a run)")
+        traj = (
+            trajectory_table(detail.trajectory)
+            if detail.trajectory
+            else (
+                "no training dynamics for this example" + ("" if detail.run_id else " (open it from a run)")
+            )
         )
         self.query_one("#traj-text", Static).update(traj)
         self.show_annotations(detail.annotations)
@@ -245,7 +268,10 @@ class DetailScreen(BaseScreen):
     def save(self, kind: str, value: str) -> None:
         with self.catalog() as con:
             data.add_annotation(
-                con, self.dataset, self.example_id, tag=value if kind == "tag" else None,
+                con,
+                self.dataset,
+                self.example_id,
+                tag=value if kind == "tag" else None,
                 note=value if kind == "note" else None,
             )
             annotations = data.get_annotations(con, self.dataset, self.example_id)

@@ -56,7 +56,9 @@ class PagePrefetched(Message):
 def parse_range(text: str) -> tuple[str, float | None, float | None]:
     match = RANGE_RE.match(text)
     if not match:
-        raise ValueError(f"{text!r}: write METRIC LO..HI, e.g. confidence 0.2..0.6 (either side may be empty)")
+        raise ValueError(
+            f"{text!r}: write METRIC LO..HI, e.g. confidence 0.2..0.6 (either side may be empty)"
+        )
     metric, lo, hi = match.group(1), match.group(2), match.group(3)
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
@@ -64,9 +66,19 @@ def parse_range(text: str) -> tuple[str, float | None, float | None]:
 
 
 HEADERS = {
-    "example_id": "id", "row_idx": "row", "label_name": "label", "confidence": "conf", "variability": "var",
-    "correctness": "correct", "forgetting": "forget", "sensitivity": "sens", "adv_variability": "adv_var",
-    "flip_rate": "flip", "aum": "aum", "region": "region", "text": "text",
+    "example_id": "id",
+    "row_idx": "row",
+    "label_name": "label",
+    "confidence": "conf",
+    "variability": "var",
+    "correctness": "correct",
+    "forgetting": "forget",
+    "sensitivity": "sens",
+    "adv_variability": "adv_var",
+    "flip_rate": "flip",
+    "aum": "aum",
+    "region": "region",
+    "text": "text",
 }
 
 
@@ -106,7 +118,9 @@ class ExamplesScreen(BaseScreen):
     ExamplesScreen #page-status { height: 1; padding: 0 1; color: $text-muted; }
     """
 
-    def __init__(self, flt: ExampleFilter | None = None, run_id: str | None = None, dataset: str | None = None) -> None:
+    def __init__(
+        self, flt: ExampleFilter | None = None, run_id: str | None = None, dataset: str | None = None
+    ) -> None:
         super().__init__()
         self.filter = flt
         self.want_run = run_id
@@ -211,7 +225,10 @@ class ExamplesScreen(BaseScreen):
             self.columns = message.columns
         table.set_page(
             layout,
-            [(str(row[0]), [cell(v, c, self.text_width) for v, c in zip(row, message.columns)]) for row in message.rows],
+            [
+                (str(row[0]), [cell(v, c, self.text_width) for v, c in zip(row, message.columns)])
+                for row in message.rows
+            ],
         )
         self.update_header()
         self.prefetched = {p: m for p, m in self.prefetched.items() if abs(p - self.page) <= 1}
@@ -255,7 +272,9 @@ class ExamplesScreen(BaseScreen):
         if ahead is None:
             self.load(self.filter, page, False)
             return
-        self.on_page_loaded(PageLoaded(ahead.filter, page, None, ahead.columns, ahead.rows, ahead.filter.dataset, 0.0))
+        self.on_page_loaded(
+            PageLoaded(ahead.filter, page, None, ahead.columns, ahead.rows, ahead.filter.dataset, 0.0)
+        )
         self.prefetch(self.filter, page, self.total, set(self.prefetched))
 
     def action_sort(self) -> None:
@@ -281,7 +300,9 @@ class ExamplesScreen(BaseScreen):
 
     def action_clear(self) -> None:
         if self.filter is not None:
-            self.apply(ExampleFilter(dataset=self.filter.dataset, run_id=self.filter.run_id, kind=self.filter.kind))
+            self.apply(
+                ExampleFilter(dataset=self.filter.dataset, run_id=self.filter.run_id, kind=self.filter.kind)
+            )
 
     def action_search(self) -> None:
         self.action_prompt("search")
@@ -298,8 +319,10 @@ class ExamplesScreen(BaseScreen):
             "where": self.filter.where,
             "label": self.filter.label,
             "tag": self.filter.tag,
-            "range": " ".join(f"{m} {lo if lo is not None else ''}..{hi if hi is not None else ''}"
-                              for m, lo, hi in self.filter.ranges[-1:]),
+            "range": " ".join(
+                f"{m} {lo if lo is not None else ''}..{hi if hi is not None else ''}"
+                for m, lo, hi in self.filter.ranges[-1:]
+            ),
         }[kind]
         prompt.value = current or ""
         label.add_class("-active")

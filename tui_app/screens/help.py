@@ -49,4 +49,6 @@ class HelpScreen(BaseModal[None]):
             table: DataTable[str] = DataTable(id="help-keys", cursor_type="row", zebra_stripes=True)
             fill_table(table, ["key", "action", "id (remap in config)"], [(None, list(r)) for r in self.rows])
             yield table
-            yield Static(f"remap keys in {config_path()}, table [keymap]: id = key", markup=False, classes="dim")
+            yield Static(
+                f"remap keys in {config_path()}, table [keymap]: id = key", markup=False, classes="dim"
+            )

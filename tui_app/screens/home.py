@@ -113,7 +113,9 @@ class HomeScreen(BaseScreen):
         with self.catalog(do_sync=True) as con:
             datasets = data.list_datasets(con)
             runs = data.list_runs(con, self.ws)
-        jobs = [j for j in data.list_jobs(self.ws) if j.get("status") in ("created", "running") and j.get("alive")]
+        jobs = [
+            j for j in data.list_jobs(self.ws) if j.get("status") in ("created", "running") and j.get("alive")
+        ]
         self.post_message(HomeLoaded(datasets, runs, jobs, data.workspace_fingerprint(self.ws)))
 
     def on_home_loaded(self, message: HomeLoaded) -> None:
@@ -121,7 +123,10 @@ class HomeScreen(BaseScreen):
         self.runs = message.runs
         fill(
             self.query_one("#datasets", DataTable),
-            [(d["name"], [d["name"], d["task"], f"{d['n_examples']:,}", short_source(d["source"])]) for d in message.datasets],
+            [
+                (d["name"], [d["name"], d["task"], f"{d['n_examples']:,}", short_source(d["source"])])
+                for d in message.datasets
+            ],
             DATASET_COLUMNS,
         )
         fill(
@@ -146,7 +151,16 @@ class HomeScreen(BaseScreen):
         fill(
             self.query_one("#jobs", DataTable),
             [
-                (j["run_id"], [j["run_id"], j.get("kind") or "", j["status"], progress_text(j), str(j.get("pid") or "")])
+                (
+                    j["run_id"],
+                    [
+                        j["run_id"],
+                        j.get("kind") or "",
+                        j["status"],
+                        progress_text(j),
+                        str(j.get("pid") or ""),
+                    ],
+                )
                 for j in message.jobs
             ],
             JOB_COLUMNS,
@@ -188,7 +202,11 @@ class HomeScreen(BaseScreen):
         self.app.open_map(self.selected_run())  # type: ignore[attr-defined]
 
     def action_examples(self) -> None:
-        if isinstance(self.focused, DataTable) and self.focused.id == "datasets" and self.selected("#datasets"):
+        if (
+            isinstance(self.focused, DataTable)
+            and self.focused.id == "datasets"
+            and self.selected("#datasets")
+        ):
             self.app.open_examples(dataset=self.selected("#datasets"))  # type: ignore[attr-defined]
         else:
             self.app.open_examples(run_id=self.selected_run())  # type: ignore[attr-defined]
@@ -210,7 +228,6 @@ class HomeScreen(BaseScreen):
 
     def action_search(self) -> None:
         self.app.open_examples(run_id=self.selected_run())  # type: ignore[attr-defined]
-
 
 
 def fill(table: DataTable[Any], rows: list[tuple[str, list[Any]]], columns: list[str]) -> None:

@@ -76,8 +76,12 @@ def job_fraction(job: dict[str, Any] | RunState) -> float:
     if isinstance(job, RunState):
         status, done, n_epochs, prog = job.status, job.epochs_done, job.n_epochs, job.progress
     else:
-        status, done, n_epochs, prog = (job.get("status"), job.get("epochs_done") or 0, job.get("n_epochs"),
-                                        job.get("progress") or {})
+        status, done, n_epochs, prog = (
+            job.get("status"),
+            job.get("epochs_done") or 0,
+            job.get("n_epochs"),
+            job.get("progress") or {},
+        )
     if status == "done":
         return 1.0
     n = n_epochs or 0
@@ -121,14 +125,23 @@ class JobForm(BaseModal[dict[str, Any]]):
             yield Static("[b]New job[/b]  (ctrl+s launch, escape cancel)")
             yield Horizontal(
                 Label("kind"),
-                Select([(k, k) for k in JOB_KINDS], value=kind if kind in JOB_KINDS else "train", allow_blank=False,
-                       id="f-kind", compact=True),
+                Select(
+                    [(k, k) for k in JOB_KINDS],
+                    value=kind if kind in JOB_KINDS else "train",
+                    allow_blank=False,
+                    id="f-kind",
+                    compact=True,
+                ),
                 classes="row",
             )
             yield Horizontal(
                 Label("dataset"),
-                Select([(d, d) for d in self.datasets], value=dataset if dataset in self.datasets else Select.NULL,
-                       id="f-dataset", compact=True),
+                Select(
+                    [(d, d) for d in self.datasets],
+                    value=dataset if dataset in self.datasets else Select.NULL,
+                    id="f-dataset",
+                    compact=True,
+                ),
                 classes="row",
             )
             yield self.field_row("model", "model")
@@ -188,8 +201,14 @@ class JobForm(BaseModal[dict[str, Any]]):
                 raise ValueError(f"{name.replace('_', ' ')} must be at least {minimum}")
             return value
 
-        for name, cast, minimum in (("epochs", int, 1), ("max_length", int, 8), ("batch_size", int, 1),
-                                    ("lr", float, 0.0), ("seed", int, None), ("limit", int, 1)):
+        for name, cast, minimum in (
+            ("epochs", int, 1),
+            ("max_length", int, 8),
+            ("batch_size", int, 1),
+            ("lr", float, 0.0),
+            ("seed", int, None),
+            ("limit", int, 1),
+        ):
             value = number(name, cast, minimum)
             if value is not None:
                 spec[name] = value
@@ -239,8 +258,14 @@ def make_selection(ws: Workspace, spec: dict[str, Any], name: str) -> str:
         if row is None:
             raise LookupError(f"no run named {spec['source_run']!r}")
         if not dataset_exists(con, name):
-            select_examples(con, spec["source_run"], spec["region"], float(spec["fraction"]), name,
-                            seed=int(spec.get("seed") or 0))
+            select_examples(
+                con,
+                spec["source_run"],
+                spec["region"],
+                float(spec["fraction"]),
+                name,
+                seed=int(spec.get("seed") or 0),
+            )
     return str(row[0])
 
 
@@ -272,7 +297,9 @@ class JobsScreen(BaseScreen):
     JobsScreen #job-log { height: 1fr; }
     """
 
-    def __init__(self, run_id: str | None = None, new: bool = False, preset: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, run_id: str | None = None, new: bool = False, preset: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.want_run = run_id
         self.open_form = new
@@ -331,8 +358,10 @@ class JobsScreen(BaseScreen):
                 elif event.get("type") == "state":
                     new_logs.append(f"[{event.get('status')}] {event.get('message') or ''}".rstrip())
                 elif event.get("type") == "epoch_end":
-                    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                        for k, v in (event.get("metrics") or {}).items())
+                    metrics = ", ".join(
+                        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in (event.get("metrics") or {}).items()
+                    )
                     new_logs.append(f"epoch {event.get('epoch')} done: {metrics}")
             self.tails[run_id] = (tail, state)
         self.post_message(JobsPolled(jobs, run_id, state, new_logs[-200:]))
@@ -345,11 +374,21 @@ class JobsScreen(BaseScreen):
             status = job.get("status", "?")
             if status in ("running", "created") and job.get("alive") is False:
                 status += " (no process)"
-            rows.append((job["run_id"], [
-                job["run_id"], str(job.get("kind") or ""), str(job.get("dataset") or ""), status,
-                f"{job.get('epochs_done', 0)}/{job.get('n_epochs') or '?'}", f"{100 * job_fraction(job):3.0f}%",
-                fmt_eta(prog.get("eta_s")) if job.get("status") == "running" else "-", str(job.get("pid") or ""),
-            ]))
+            rows.append(
+                (
+                    job["run_id"],
+                    [
+                        job["run_id"],
+                        str(job.get("kind") or ""),
+                        str(job.get("dataset") or ""),
+                        status,
+                        f"{job.get('epochs_done', 0)}/{job.get('n_epochs') or '?'}",
+                        f"{100 * job_fraction(job):3.0f}%",
+                        fmt_eta(prog.get("eta_s")) if job.get("status") == "running" else "-",
+                        str(job.get("pid") or ""),
+                    ],
+                )
+            )
         if rows != self.last_rows:
             table = self.query_one("#jobs-table", DataTable)
             fill(table, rows, JOB_COLUMNS)
@@ -373,10 +412,16 @@ class JobsScreen(BaseScreen):
         prog = state.progress
         self.query_one("#job-title", Static).update(
             f"{run_id} · {state.status} · epoch {state.epochs_done}/{state.n_epochs or '?'}"
-            + (f" · ETA {fmt_eta(prog.get('eta_s'))}" if state.status == "running" and prog.get("eta_s") is not None
-               else "")
-            + (f" · {prog['examples_per_s']:.1f} ex/s" if state.status == "running" and prog.get("examples_per_s")
-               else "")
+            + (
+                f" · ETA {fmt_eta(prog.get('eta_s'))}"
+                if state.status == "running" and prog.get("eta_s") is not None
+                else ""
+            )
+            + (
+                f" · {prog['examples_per_s']:.1f} ex/s"
+                if state.status == "running" and prog.get("examples_per_s")
+                else ""
+            )
         )
         self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=job_fraction(state))
         parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in state.metrics.items()]
@@ -416,7 +461,9 @@ class JobsScreen(BaseScreen):
     def launch(self, spec: dict[str, Any]) -> None:
         from engine import jobs as engine_jobs
 
-        if spec["kind"] == "evaluate":  # a job of its own, with progress events; scores land on the source run
+        if (
+            spec["kind"] == "evaluate"
+        ):  # a job of its own, with progress events; scores land on the source run
             run_id = engine_jobs.create_run(
                 self.ws, {"kind": "evaluate", "run": spec["source_run"], "eval": list(spec["eval"])}
             )
@@ -430,8 +477,10 @@ class JobsScreen(BaseScreen):
     def on_job_launched(self, message: JobLaunched) -> None:
         self.launched.append(message.run_id)
         self.want_run = message.run_id
-        self.notify(f"job {message.run_id} started (pid {message.pid}); it keeps running if you close the app",
-                    timeout=5)
+        self.notify(
+            f"job {message.run_id} started (pid {message.pid}); it keeps running if you close the app",
+            timeout=5,
+        )
         self.poll()
 
     def action_cancel_job(self) -> None:

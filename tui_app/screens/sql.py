@@ -39,8 +39,11 @@ class SqlScreen(BaseScreen):
         yield Header()
         yield Input(placeholder=f"read-only SQL, e.g. {EXAMPLE_SQL}", id="sql")
         yield DataTable(id="sql-result", zebra_stripes=True)
-        yield Static("tables: datasets examples runs artifacts example_metrics evaluations predictions "
-                     "annotations selections", id="sql-status")
+        yield Static(
+            "tables: datasets examples runs artifacts example_metrics evaluations predictions "
+            "annotations selections",
+            id="sql-status",
+        )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -75,8 +78,10 @@ class SqlScreen(BaseScreen):
     def on_sql_result(self, message: SqlResult) -> None:
         table = self.query_one(DataTable)
         table.clear(columns=True)
-        rows = [["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]
-                for row in message.rows]
+        rows = [
+            ["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]
+            for row in message.rows
+        ]
         for index, name in enumerate(message.columns):
             width = max([len(name)] + [len(r[index]) for r in rows[:200]])
             table.add_column(name, width=min(width, 60))
