@@ -98,7 +98,23 @@ class DataMapView(Widget, can_focus=True):
         return out
 
 
-class TrajectoryPlot(PlotextPlot):
+class Plot(PlotextPlot):
+    """A plotext plot drawn from the widget's own data: `draw` fills a cleared figure, on mount and on new data."""
+
+    def on_mount(self) -> None:
+        self.replot()
+
+    def replot(self) -> None:
+        self.plt.clear_data()
+        self.plt.clear_figure()
+        self.draw(self.plt)
+        self.refresh()
+
+    def draw(self, plt: Any) -> None:
+        """Each plot draws its data here (an empty figure by default)."""
+
+
+class TrajectoryPlot(Plot):
     """Gold probability per epoch (line), correct / wrong marks, and the adversarial loss when recorded."""
 
     DEFAULT_CSS = """
@@ -113,13 +129,7 @@ class TrajectoryPlot(PlotextPlot):
         self.trajectory = trajectory
         self.replot()
 
-    def on_mount(self) -> None:
-        self.replot()
-
-    def replot(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
+    def draw(self, plt: Any) -> None:
         plt.title("trajectory: gold probability per epoch")
         plt.xlabel("epoch")
         rows = self.trajectory
@@ -143,10 +153,9 @@ class TrajectoryPlot(PlotextPlot):
             plt.ylim(0, 1)
             plt.xticks([float(e) for e in epochs], [str(e) for e in epochs])
             plt.xlim(min(epochs) - 0.2, max(epochs) + 0.2)
-        self.refresh()
 
 
-class BarChart(PlotextPlot):
+class BarChart(Plot):
     """Grouped bars: one group per evaluation set, one bar per run."""
 
     DEFAULT_CSS = """
@@ -163,13 +172,7 @@ class BarChart(PlotextPlot):
         self.metric, self.groups, self.series = metric, groups, series
         self.replot()
 
-    def on_mount(self) -> None:
-        self.replot()
-
-    def replot(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
+    def draw(self, plt: Any) -> None:
         plt.title(f"{self.metric or 'metric'} by evaluation set")
         if self.groups and self.series:
             if len(self.series) == 1:
@@ -180,7 +183,6 @@ class BarChart(PlotextPlot):
                     [values for _, values in self.series],
                     labels=[n for n, _ in self.series],  # type: ignore[call-arg]
                 )
-        self.refresh()
 
 
 def fill_table(

@@ -91,17 +91,7 @@ def qa_context(detail: ExampleDetail) -> tuple[Text, Text]:
 
 def metrics_line(metrics: dict[str, Any]) -> str:
     parts = []
-    for name in (
-        "confidence",
-        "variability",
-        "correctness",
-        "forgetting",
-        "aum",
-        "el2n",
-        "sensitivity",
-        "adv_variability",
-        "flip_rate",
-    ):
+    for name in data.METRICS:
         value = metrics.get(name)
         if value is not None:
             parts.append(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}")

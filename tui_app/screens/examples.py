@@ -132,6 +132,7 @@ class ExamplesScreen(BaseScreen):
         self.last_ms = 0.0
         self.pages_loaded = 0
         self.prefetched: dict[int, PagePrefetched] = {}  # neighbours of the current page, for self.filter
+        self.shown: PagePrefetched | None = None  # the page on screen, kept as a neighbour when paging away
         self.text_width = TEXT_W
 
     def compose(self) -> ComposeResult:
@@ -151,7 +152,9 @@ class ExamplesScreen(BaseScreen):
     # ---- loading --------------------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="examples", exit_on_error=False)
-    def load(self, flt: ExampleFilter | None, page: int, count: bool) -> None:
+    def load(
+        self, flt: ExampleFilter | None, page: int, count: bool, cached: frozenset[int] = frozenset()
+    ) -> None:
         started = time.perf_counter()
         with self.catalog(do_sync=count) as con:
             if flt is None:
@@ -169,14 +172,14 @@ class ExamplesScreen(BaseScreen):
             elapsed = (time.perf_counter() - started) * 1000
             self.post_message(PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed))
             known = total if total is not None else self.total
-            self.read_ahead(con, flt, page, known or 0, set())
+            self.read_ahead(con, flt, page, known or 0, cached)
 
     @work(thread=True, exclusive=True, group="examples-prefetch", exit_on_error=False)
-    def prefetch(self, flt: ExampleFilter, page: int, total: int, cached: set[int]) -> None:
+    def prefetch(self, flt: ExampleFilter, page: int, total: int, cached: frozenset[int]) -> None:
         with self.catalog() as con:
             self.read_ahead(con, flt, page, total, cached)
 
-    def read_ahead(self, con: Any, flt: ExampleFilter, page: int, total: int, cached: set[int]) -> None:
+    def read_ahead(self, con: Any, flt: ExampleFilter, page: int, total: int, cached: frozenset[int]) -> None:
         """Read the pages either side of `page` (the next one first) while the catalog is open anyway."""
         last = max(0, -(-total // PAGE_SIZE) - 1)
         for neighbour in (page + 1, page - 1):
@@ -216,6 +219,7 @@ class ExamplesScreen(BaseScreen):
             return
         self.filter = message.filter
         self.page = message.page
+        self.shown = PagePrefetched(message.filter, message.page, message.columns, message.rows)
         if message.total is not None:
             self.total = message.total
         table = self.query_one(PageTable)
@@ -268,14 +272,16 @@ class ExamplesScreen(BaseScreen):
         page = min(last, max(0, self.page + delta))
         if page == self.page:
             return
+        if self.shown is not None and self.shown.filter == self.filter:
+            self.prefetched[self.page] = self.shown  # the page we leave is a neighbour of the next one
         ahead = self.prefetched.pop(page, None)
         if ahead is None:
-            self.load(self.filter, page, False)
+            self.load(self.filter, page, False, frozenset(self.prefetched))
             return
         self.on_page_loaded(
             PageLoaded(ahead.filter, page, None, ahead.columns, ahead.rows, ahead.filter.dataset, 0.0)
         )
-        self.prefetch(self.filter, page, self.total, set(self.prefetched))
+        self.prefetch(self.filter, page, self.total, frozenset(self.prefetched))
 
     def action_sort(self) -> None:
         if self.filter is None:
