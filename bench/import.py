@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.importing import ImportOptions, load_source  # noqa: E402
+from engine.importing.sources import ImportOptions, load_source  # noqa: E402
 from storage.catalog import open_catalog  # noqa: E402
 from storage.datasets import write_dataset  # noqa: E402
 from storage.workspace import Workspace  # noqa: E402

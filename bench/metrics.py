@@ -194,7 +194,7 @@ def ours_from_cartography_files(folder: Path, work: Path) -> float:
     """Ours on the same files: read + convert them to shards (the import), then the metrics SQL."""
     import duckdb
 
-    from engine.cartography_import import dynamics_table, find_epoch_files, read_epoch
+    from engine.importing.cartography import dynamics_table, find_epoch_files, read_epoch
     from storage.artifacts import write_shard
     from storage.metrics import materialise_metrics
     from storage.schema import migrate

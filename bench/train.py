@@ -21,10 +21,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.importing import ImportOptions, load_source  # noqa: E402
+from engine.importing.sources import ImportOptions, load_source  # noqa: E402
 from engine.jobs import create_run  # noqa: E402
-from engine.recorder import EpochRecorder  # noqa: E402
-from engine.training import (  # noqa: E402
+from engine.training.loop import (  # noqa: E402
     StopFlag,
     epoch_order,
     get_batches,
@@ -33,6 +32,7 @@ from engine.training import (  # noqa: E402
     train_one_epoch,
     train_step,
 )
+from engine.training.recorder import EpochRecorder  # noqa: E402
 from storage.catalog import open_catalog  # noqa: E402
 from storage.datasets import write_dataset  # noqa: E402
 from storage.workspace import Workspace  # noqa: E402

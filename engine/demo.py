@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
-from engine.importing import ImportOptions, load_source
+from engine.importing.sources import ImportOptions, load_source
 from storage.catalog import open_catalog
 from storage.datasets import list_datasets, write_dataset
 from storage.sync import sync

@@ -151,6 +151,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX IF NOT EXISTS examples_example_id ON examples (example_id);
         """,
     ),
+    (
+        5,
+        """
+        -- a selection made with map boundaries (retrain from the map after moving them) records them, "A,B";
+        -- NULL for a top-fraction ranking
+        ALTER TABLE selections ADD COLUMN bounds VARCHAR;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cartography_import import import_cartography
 from engine.errors import BadInputError
+from engine.importing.cartography import import_cartography
 from storage.workspace import Workspace
 
 N_CLASSES = 3

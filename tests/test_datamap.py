@@ -9,8 +9,8 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
-from engine.datamap import bin_counts, render_map
-from engine.regions import CartographyBounds, RobustnessBounds
+from engine.analysis.datamap import bin_counts, render_map
+from engine.analysis.regions import CartographyBounds, RobustnessBounds
 from storage.catalog import open_catalog
 from storage.sync import sync
 from storage.workspace import Workspace

@@ -88,7 +88,7 @@ def test_two_ranks_cover_each_example_exactly_once_per_epoch(sst2_ws):
 
 
 def test_torchrun_directly_on_a_run_folder(sst2_ws):
-    """What a multi-GPU user runs by hand: `torchrun --nproc_per_node 2 -m engine.training RUN_DIR`."""
+    """What a multi-GPU user runs by hand: `torchrun --nproc_per_node 2 -m engine.jobs.rank RUN_DIR`."""
     from engine.jobs import create_run, list_jobs
 
     ws = sst2_ws
@@ -115,7 +115,7 @@ def test_torchrun_directly_on_a_run_folder(sst2_ws):
             "--nproc_per_node",
             "2",
             "-m",
-            "engine.training",
+            "engine.jobs.rank",
             str(ws.run_dir(run_id)),
         ],
         capture_output=True,

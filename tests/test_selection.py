@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.regions import balanced_quotas, selection_size
-from engine.selection import select_examples
+from engine.analysis.regions import balanced_quotas, selection_size
+from engine.analysis.selection import select_examples
 from storage.artifacts import append_event, write_config
 from storage.catalog import open_catalog
 from storage.workspace import Workspace

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.importing import ImportOptions, load_source
+from engine.importing.sources import ImportOptions, load_source
 from storage.artifacts import (
     append_event,
     eval_dir,
@@ -131,7 +131,7 @@ def write_run(
             epoch=epoch,
             metrics={
                 "train_loss": round(float(np.mean(-np.log(p))), 4),
-                "train_acc": round(float(correct.mean()), 4),
+                "train_accuracy": round(float(correct.mean()), 4),
             },
         )
     if status != "running":

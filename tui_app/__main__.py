@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import cli as engine_cli
+from engine.cli.main import main as cli_main
 from storage.workspace import Workspace
 
 
@@ -13,8 +13,7 @@ def open_app(ws: Workspace) -> None:
 
 
 def main() -> None:
-    engine_cli.APP_OPENER = open_app
-    engine_cli.main()
+    cli_main(app_opener=open_app)
 
 
 if __name__ == "__main__":

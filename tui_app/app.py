@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from engine.regions import RANKING
+from engine.analysis.regions import RANKING
 from storage.workspace import Workspace
 from tui_app.config import Settings, load_settings
 from tui_app.data import Bounds, ExampleFilter
@@ -93,7 +93,7 @@ class DynascopeApp(App[None]):
         bounds: Bounds | None = None,
     ) -> None:
         if region is not None and run_id is not None:
-            # most typical of the region first (engine.regions.RANKING: the order top-p% selections use)
+            # most typical of the region first (engine.analysis.regions.RANKING: the order top-p% selections use)
             metric, order = RANKING.get(region, ("confidence", "ASC"))
             flt = ExampleFilter(
                 dataset="",

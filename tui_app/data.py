@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import duckdb
 
-from engine.regions import (
+from engine.analysis.regions import (
     CARTOGRAPHY_REGIONS,
     ROBUSTNESS_REGIONS,
     CartographyBounds,
@@ -160,7 +160,7 @@ def key_metric(run: dict[str, Any]) -> str:
             if isinstance(metrics.get(name), (int, float)):
                 value = metrics[name]
                 return f"{name} {value:.3f}" if value <= 1 else f"{name} {value:.1f}"
-    for name in ("train_acc", "accuracy", "train_loss", "loss"):
+    for name in ("train_accuracy", "accuracy", "train_loss", "loss"):  # what training writes at epoch end
         value = (run.get("train_metrics") or {}).get(name)
         if isinstance(value, (int, float)):
             return f"{name} {value:.3f}"
@@ -245,7 +245,7 @@ def map_grid(
     con: duckdb.DuckDBPyConnection, run_id: str, kind: str, width: int, height: int, bounds: Bounds
 ) -> tuple[MapGrid, dict[str, int]]:
     """Density grid (one GROUP BY over integer bin numbers) and the region counts (one scan with FILTERs): a
-    million-example run costs the same to draw as a thousand. Same axes and ranges as `engine.datamap` (the
+    million-example run costs the same to draw as a thousand. Same axes and ranges as `engine.analysis.datamap` (the
     `dynascope map` text map); its `bin_counts` does the same in two GROUP BYs, which is slower at 1M rows."""
     (xcol, _, _), (ycol, _, _) = AXES[kind]
     width, height = max(2, int(width)), max(2, int(height))

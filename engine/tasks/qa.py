@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering
 
-from engine.squad_metric import best_over_golds
+from engine.evaluation.squad_metric import best_over_golds
 from engine.tasks import Batch, ForwardOut, model_inputs, pad_sequences
 
 NEG = -1e4  # masks padding out of the start/end softmax (finite: -inf would turn 0 * inf into NaN)

@@ -3,7 +3,7 @@ coloured by region, boundaries movable from the keyboard, live counts per region
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from textual import work
@@ -256,13 +256,30 @@ class DataMapScreen(BaseScreen):
             self.app.open_cases(self.run["run_id"], kind=self.kind, bounds=self.bounds)  # type: ignore[attr-defined]
 
     def action_retrain(self) -> None:
-        if self.run is not None:
-            self.app.open_jobs(  # type: ignore[attr-defined]
-                new=True,
-                preset={
-                    "kind": "retrain",
-                    "source_run": self.run["run_id"],
-                    "region": self.selected_region,
-                    "dataset": self.run.get("dataset"),
-                },
+        """Retrain on the selected region: with the boundaries on screen when the user moved them (every example
+        the map puts in the region), else the top-F ranking of the region; the form says which and how many."""
+        if self.run is None:
+            return
+        from engine.analysis.regions import RANKING, default_bounds, selection_size
+        from engine.jobs.retrain import FRACTION
+
+        region = self.selected_region
+        preset: dict[str, Any] = {"kind": "retrain", "run": self.run["run_id"], "region": region}
+        bounds = self.bounds.of(self.kind)
+        total = sum(self.counts.values())
+        if bounds != default_bounds(self.kind):
+            preset["bounds"] = ",".join(f"{v:g}" for v in astuple(bounds))
+            preset["fraction"] = None
+            preset["note"] = (
+                f"selects every example in '{region}' with the boundaries on screen "
+                f"({self.bounds.describe(self.kind)}): {self.counts.get(region, 0)} examples"
             )
+        else:
+            fraction = float(FRACTION.default)
+            metric, order = RANKING.get(region, ("variability", "DESC"))
+            preset["note"] = (
+                f"selects the top {fraction:.0%} of '{region}' by {metric} "
+                f"({'highest' if order == 'DESC' else 'lowest'} first): {selection_size(fraction, total)} of "
+                f"{total} examples (move the map's boundaries to select a map region instead)"
+            )
+        self.app.open_jobs(new=True, preset=preset)  # type: ignore[attr-defined]

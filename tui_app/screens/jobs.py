@@ -14,10 +14,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
+from engine.errors import BadInputError
+from engine.jobs.registry import KINDS
+from engine.jobs.spec import Field, JobKind
 from storage.artifacts import EventTail, RunState
-from storage.catalog import open_catalog
-from storage.sync import sync
-from storage.workspace import Workspace
 from tui_app import data
 from tui_app.screens.base import BaseModal, BaseScreen
 from tui_app.screens.home import fill
@@ -25,20 +25,6 @@ from tui_app.screens.home import fill
 JOB_COLUMNS = ["run", "kind", "dataset", "status", "epochs", "progress", "ETA", "pid"]
 
 POLL_S = 1.0
-JOB_KINDS = ("train", "retrain", "evaluate")
-DEFAULTS = {
-    "model": "",
-    "epochs": "3",
-    "max_length": "128",
-    "batch_size": "32",
-    "lr": "2e-5",
-    "seed": "42",
-    "limit": "",
-    "eval": "",
-    "fraction": "0.33",
-    "region": "ambiguous",
-    "source_run": "",
-}
 
 
 @dataclass
@@ -93,8 +79,20 @@ def job_fraction(job: dict[str, Any] | RunState) -> float:
     return min(1.0, (done + within) / n)
 
 
+@dataclass
+class FormContext:
+    """What the form needs to know beyond the registry: the datasets (with their task, for task-dependent
+    defaults), the runs, and how many examples a retrain preset selects."""
+
+    datasets: dict[str, str]  # name -> task
+    runs: list[str]
+    inherited: dict[str, dict[str, Any]] = field(default_factory=dict)  # run -> its settings (retrain)
+
+
 class JobForm(BaseModal[dict[str, Any]]):
-    """The launch form: sensible defaults, a kind, and the fields that kind needs."""
+    """The launch form of a job kind, derived from its registry entry (engine.jobs.registry): the fields, their
+    defaults (by the dataset's task; for retrain, the source run's settings) and their validation are the CLI's.
+    Changing the kind, the dataset or the source run lays the form out again, keeping what the user typed."""
 
     BINDINGS = [
         Binding("escape", "dismiss_none", "Cancel", id="jobform.cancel"),
@@ -107,63 +105,114 @@ class JobForm(BaseModal[dict[str, Any]]):
     JobForm .row { height: 3; }
     JobForm .row Label { width: 16; padding: 1 1 0 0; }
     JobForm .row Input, JobForm .row Select { width: 1fr; }
+    JobForm #form-note { height: auto; color: $text-muted; }
     JobForm #form-buttons { height: 3; align-horizontal: right; }
     """
 
-    def __init__(self, datasets: list[str], runs: list[str], preset: dict[str, Any] | None = None) -> None:
+    def __init__(self, context: FormContext, preset: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.datasets, self.runs = datasets, runs
-        self.preset = {**DEFAULTS, **{k: "" if v is None else str(v) for k, v in (preset or {}).items()}}
+        self.context = context
+        preset = dict(preset or {})
+        self.kind_name = str(preset.pop("kind", None) or "train")
+        if self.kind_name not in KINDS:
+            self.kind_name = "train"
+        self.note = str(preset.pop("note", "") or "")
+        self.typed: dict[str, str] = {k: "" if v is None else text_of(v) for k, v in preset.items()}
 
-    def field_row(self, label: str, name: str) -> Horizontal:
-        return Horizontal(Label(label), Input(value=self.preset.get(name, ""), id=f"f-{name}"), classes="row")
+    @property
+    def kind(self) -> JobKind:
+        return KINDS[self.kind_name]
+
+    def form_fields(self) -> list[Field]:
+        return [f for f in self.kind.fields if f.form]
+
+    def defaults(self) -> dict[str, Any]:
+        """The kind's defaults for the chosen dataset's task; for retrain, the chosen source run's settings."""
+        dataset = self.typed.get("dataset") or next(iter(self.context.datasets), "")
+        values = self.kind.defaults(self.context.datasets.get(dataset))
+        if self.kind_name == "retrain":
+            run = self.typed.get("run") or ""
+            values |= self.context.inherited.get(run, {})
+        return values
 
     def compose(self) -> ComposeResult:
-        kind = self.preset.get("kind") or "train"
-        dataset = self.preset.get("dataset") or (self.datasets[0] if self.datasets else "")
+        defaults = self.defaults()
         with VerticalScroll():
-            yield Static("[b]New job[/b]  (ctrl+s launch, escape cancel)")
+            yield Static(f"[b]New {self.kind_name} job[/b]  (ctrl+s launch, escape cancel)")
+            yield Static(self.kind.help, id="form-help")
             yield Horizontal(
                 Label("kind"),
                 Select(
-                    [(k, k) for k in JOB_KINDS],
-                    value=kind if kind in JOB_KINDS else "train",
+                    [(k, k) for k in KINDS],
+                    value=self.kind_name,
                     allow_blank=False,
                     id="f-kind",
                     compact=True,
                 ),
                 classes="row",
             )
-            yield Horizontal(
-                Label("dataset"),
-                Select(
-                    [(d, d) for d in self.datasets],
-                    value=dataset if dataset in self.datasets else Select.NULL,
-                    id="f-dataset",
-                    compact=True,
-                ),
-                classes="row",
-            )
-            yield self.field_row("model", "model")
-            yield self.field_row("epochs", "epochs")
-            yield self.field_row("max length", "max_length")
-            yield self.field_row("batch size", "batch_size")
-            yield self.field_row("learning rate", "lr")
-            yield self.field_row("seed", "seed")
-            yield self.field_row("limit (examples)", "limit")
-            yield self.field_row("eval sets", "eval")
-            yield self.field_row("source run", "source_run")
-            yield self.field_row("region", "region")
-            yield self.field_row("fraction", "fraction")
+            for f in self.form_fields():
+                value = self.typed.get(f.name, text_of(defaults.get(f.name)))
+                yield Horizontal(Label(f.label), self.widget_for(f, value), classes="row")
+            yield Static(self.note, id="form-note")
             with Horizontal(id="form-buttons"):
                 yield Button("Launch", variant="primary", id="launch")
                 yield Button("Cancel", id="cancel")
 
+    def widget_for(self, f: Field, value: str) -> Input | Select[str]:
+        options: list[str] | None = None
+        if f.name == "dataset":
+            options = list(self.context.datasets)
+        elif f.name == "run" and f.argument:
+            options = list(self.context.runs)
+        elif f.choices:
+            options = list(f.choices)
+        elif f.type is bool:
+            options = ["no", "yes"]
+            value = "yes" if value.lower() in ("yes", "true", "1") else "no"
+        if options is None:
+            return Input(value=value, id=f"f-{f.name}", placeholder=f.help[:60])
+        return Select(
+            [(o, o) for o in options],
+            value=value if value in options else Select.NULL,
+            allow_blank=not f.required and f.type is not bool,
+            id=f"f-{f.name}",
+            compact=True,
+        )
+
     def on_mount(self) -> None:
-        self.query_one("#f-epochs", Input).focus()
+        first = next((w for w in self.query(Input)), None)
+        if first is not None:
+            first.focus()
 
     def value(self, name: str) -> str:
-        return self.query_one(f"#f-{name}", Input).value.strip()
+        widget = self.query_one(f"#f-{name}")
+        if isinstance(widget, Select):
+            return "" if widget.value is Select.NULL else str(widget.value)
+        return str(widget.value).strip()  # type: ignore[attr-defined]
+
+    def remember(self) -> None:
+        """What is on the form now, so a new layout keeps it."""
+        for f in self.form_fields():
+            self.typed[f.name] = self.value(f.name)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        name = (event.select.id or "").removeprefix("f-")
+        if name == "kind" and event.value != self.kind_name and event.value is not Select.NULL:
+            self.remember()
+            self.kind_name = str(event.value)
+            self.relayout(keep_defaults=False)
+        elif name in ("dataset", "run") and self.typed.get(name) != self.value(name):
+            self.remember()
+            self.relayout(keep_defaults=False)
+
+    def relayout(self, keep_defaults: bool) -> None:
+        # values equal to the old defaults follow the new ones (QA's longer max length, the new source run's)
+        if not keep_defaults:
+            for f in self.form_fields():
+                if f.name not in ("dataset", "run", "region", "kind") and f.name in self.typed:
+                    del self.typed[f.name]
+        self.refresh(recompose=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
@@ -171,113 +220,28 @@ class JobForm(BaseModal[dict[str, Any]]):
         else:
             self.dismiss(None)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_submit()
-
     def action_submit(self) -> None:
         try:
             spec = self.collect()
-        except ValueError as exc:
+        except BadInputError as exc:
             self.notify(str(exc), severity="error", timeout=6)
             return
         self.dismiss(spec)
 
     def collect(self) -> dict[str, Any]:
-        kind = str(self.query_one("#f-kind", Select).value)
-        dataset_value = self.query_one("#f-dataset", Select).value
-        dataset = None if dataset_value is Select.NULL else str(dataset_value)
-        spec: dict[str, Any] = {"kind": kind}
-
-        def number(name: str, cast: type, minimum: float | None = None) -> Any:
-            raw = self.value(name)
-            if not raw:
-                return None
-            try:
-                value = cast(raw)
-            except ValueError:
-                raise ValueError(f"{name.replace('_', ' ')}: {raw!r} is not a {cast.__name__}") from None
-            if minimum is not None and value < minimum:
-                raise ValueError(f"{name.replace('_', ' ')} must be at least {minimum}")
-            return value
-
-        for name, cast, minimum in (
-            ("epochs", int, 1),
-            ("max_length", int, 8),
-            ("batch_size", int, 1),
-            ("lr", float, 0.0),
-            ("seed", int, None),
-            ("limit", int, 1),
-        ):
-            value = number(name, cast, minimum)
-            if value is not None:
-                spec[name] = value
-        if self.value("model"):
-            spec["model"] = self.value("model")
-        evals = [s.strip() for s in self.value("eval").split(",") if s.strip()]
-        if evals:
-            spec["eval"] = evals
-        if kind == "train":
-            if not dataset:
-                raise ValueError("choose a dataset to train on")
-            spec["dataset"] = dataset
-        elif kind == "retrain":
-            source = self.value("source_run")
-            if not source:
-                raise ValueError("retrain needs a source run (the run whose data map selects the subset)")
-            spec["source_run"] = source
-            spec["region"] = self.value("region") or "ambiguous"
-            spec["fraction"] = number("fraction", float, 0.0) or 0.33
-            if dataset:
-                spec["dataset"] = dataset
-        elif kind == "evaluate":
-            source = self.value("source_run")
-            if not source:
-                raise ValueError("evaluate needs the run to evaluate (source run)")
-            spec["source_run"] = source
-            if not evals:
-                if not dataset:
-                    raise ValueError("choose the dataset to evaluate on (dataset or eval sets)")
-                spec["eval"] = [dataset]
-        return spec
+        """The form's values, checked by the kind's own fields (the CLI's messages)."""
+        raw = {f.name: self.value(f.name) for f in self.form_fields()}
+        return {"kind": self.kind_name, **self.kind.parse(raw)}
 
 
-def selection_name(spec: dict[str, Any]) -> str:
-    return f"{spec['source_run']}-{spec['region']}-{int(round(float(spec['fraction']) * 100))}pct"
-
-
-def make_selection(ws: Workspace, spec: dict[str, Any], name: str) -> str:
-    """The top-p% selection of the source run's region as a dataset (engine.selection); returns the source
-    dataset. An existing selection of the same name is reused."""
-    from engine.selection import select_examples
-    from storage.datasets import dataset_exists
-
-    with open_catalog(ws) as con:
-        sync(ws, con)
-        row = con.execute("SELECT dataset FROM runs WHERE run_id = ?", [spec["source_run"]]).fetchone()
-        if row is None:
-            raise LookupError(f"no run named {spec['source_run']!r}")
-        if not dataset_exists(con, name):
-            select_examples(
-                con,
-                spec["source_run"],
-                spec["region"],
-                float(spec["fraction"]),
-                name,
-                seed=int(spec.get("seed") or 0),
-            )
-    return str(row[0])
-
-
-def build_config(spec: dict[str, Any], source_dataset: str | None = None) -> dict[str, Any]:
-    """The engine's job config (engine.jobs.create_run) from the form's spec."""
-    config = {k: v for k, v in spec.items() if k not in ("region", "fraction", "source_run")}
-    config["kind"] = "train"
-    config.setdefault("dynamics", "inline")
-    if spec["kind"] == "retrain":
-        config["dataset"] = source_dataset or spec.get("dataset")
-        config["subset"] = selection_name(spec)
-    return config
+def text_of(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 class JobsScreen(BaseScreen):
@@ -444,13 +408,23 @@ class JobsScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="jobs-form", exit_on_error=False)
     def open_new(self, preset: dict[str, Any] | None) -> None:
-        with self.catalog() as con:
-            datasets = [d["name"] for d in data.list_datasets(con)]
-            runs = [r["run_id"] for r in data.list_runs(con)]
-        self.app.call_from_thread(self.push_form, datasets, runs, preset)
+        from engine.jobs.retrain import source_settings
 
-    def push_form(self, datasets: list[str], runs: list[str], preset: dict[str, Any] | None) -> None:
-        self.app.push_screen(JobForm(datasets, runs, preset), self.on_form_done)
+        with self.catalog() as con:
+            datasets = {d["name"]: d["task"] for d in data.list_datasets(con)}
+            runs = [r["run_id"] for r in data.list_runs(con) if r.get("kind") in ("train", "retrain")]
+        inherited = {}
+        for run in runs:
+            try:
+                inherited[run] = {
+                    k: v for k, v in source_settings(self.ws, run).items() if k not in ("dataset", "task")
+                }
+            except BadInputError:
+                continue
+        self.app.call_from_thread(self.push_form, FormContext(datasets, runs, inherited), preset)
+
+    def push_form(self, context: FormContext, preset: dict[str, Any] | None) -> None:
+        self.app.push_screen(JobForm(context, preset), self.on_form_done)
 
     def on_form_done(self, spec: dict[str, Any] | None) -> None:
         if spec:
@@ -461,16 +435,7 @@ class JobsScreen(BaseScreen):
     def launch(self, spec: dict[str, Any]) -> None:
         from engine import jobs as engine_jobs
 
-        if (
-            spec["kind"] == "evaluate"
-        ):  # a job of its own, with progress events; scores land on the source run
-            run_id = engine_jobs.create_run(
-                self.ws, {"kind": "evaluate", "run": spec["source_run"], "eval": list(spec["eval"])}
-            )
-            self.post_message(JobLaunched(run_id, engine_jobs.launch(self.ws, run_id)))
-            return
-        source = make_selection(self.ws, spec, selection_name(spec)) if spec["kind"] == "retrain" else None
-        run_id = engine_jobs.create_run(self.ws, build_config(spec, source))
+        run_id = engine_jobs.create_run(self.ws, spec)  # the kind's own launcher (retrain selects first)
         pid = engine_jobs.launch(self.ws, run_id)
         self.post_message(JobLaunched(run_id, pid))
 

@@ -1,117 +1,29 @@
-"""The `dynascope` command line. Stable: scripts depend on it.
-
-Every listing has --json (one JSON document on stdout, nothing else there). Exit codes: 0 success, 1 the job
-failed, 2 bad usage or bad input (with a message on stderr that says what and where).
-"""
+"""CLI commands over datasets and the catalog: import, datasets, examples, sql, runs, demo."""
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 import duckdb
-from rich.console import Console
-from rich.table import Table
 
+from engine.cli.common import (
+    catalog,
+    get_workspace,
+    json_option,
+    open_app,
+    print_json,
+    print_table,
+    stderr,
+    user_errors,
+    workspace_option,
+)
 from engine.errors import BadInputError
-from storage.catalog import CatalogLockedError, open_catalog
-from storage.datasets import DatasetExistsError, list_datasets, write_dataset
-from storage.queries import ReadOnlyViolation, query_examples, run_readonly_sql
-from storage.sync import sync
-from storage.workspace import WORKSPACE_ENV, Workspace, resolve_workspace
-
-stderr = Console(stderr=True)
-
-# Set by tui_app when it is installed: opens the app on a workspace. The engine never imports the UI itself.
-APP_OPENER: Callable[[Workspace], None] | None = None
+from storage.datasets import list_datasets, write_dataset
+from storage.queries import query_examples, run_readonly_sql
 
 
-def fail(message: str, code: int = 2) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """One place that turns the user's mistakes into a message and exit code 2 (never a traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (BadInputError, DatasetExistsError, ReadOnlyViolation) as exc:
-            fail(str(exc))
-        except CatalogLockedError as exc:
-            fail(str(exc), code=1)
-
-    return wrapper
-
-
-def workspace_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--workspace",
-        "workspace",
-        type=click.Path(file_okay=False),
-        default=None,
-        help=f"workspace folder (default: ${WORKSPACE_ENV} or ./dynascope-ws)",
-    )(fn)
-
-
-def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="print one JSON document on stdout")(fn)
-
-
-def get_workspace(workspace: str | None) -> Workspace:
-    ctx = click.get_current_context()
-    root = ctx.find_root()
-    chosen = workspace or (root.params.get("workspace") if root else None)
-    return resolve_workspace(chosen)
-
-
-@contextmanager
-def catalog(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the catalog for one unit of work, after folding in what job processes wrote."""
-    with open_catalog(ws) as con:
-        sync(ws, con)
-        yield con
-
-
-def print_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
-
-
-def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    Console().print(table)
-
-
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@workspace_option
-@click.version_option(package_name="dynascope")
-@click.pass_context
-def cli(ctx: click.Context, workspace: str | None) -> None:
-    """dynascope: which training examples make your model fragile. Without a command, opens the app."""
-    if ctx.invoked_subcommand is None:
-        open_app(resolve_workspace(workspace))
-
-
-def open_app(ws: Workspace) -> None:
-    if APP_OPENER is None:
-        fail("the terminal app is not installed; run `dynascope --help` for the command line")
-    with open_catalog(ws) as con:  # create and sync before the app paints
-        sync(ws, con)
-    APP_OPENER(ws)  # type: ignore[misc]
-
-
-@cli.command("import")
+@click.command("import")
 @click.argument("source")
 @click.option("--name", required=True, help="dataset name in the catalog")
 @click.option(
@@ -138,7 +50,7 @@ def import_cmd(
     **opts: Any,
 ) -> None:
     """Import a dataset: SQuAD JSON, JSONL, CSV/TSV, Parquet (optionally .gz), or a hub name."""
-    from engine.importing import ImportOptions, load_source
+    from engine.importing.sources import ImportOptions, load_source
 
     ws = get_workspace(workspace)
     options = ImportOptions(labels=labels.split(",") if labels else None, **opts)
@@ -162,7 +74,7 @@ def import_cmd(
         click.echo(f"imported {n} examples into '{name}' ({spec.task}{extra}) from {spec.source}")
 
 
-@cli.command("datasets")
+@click.command("datasets")
 @workspace_option
 @json_option
 @user_errors
@@ -180,7 +92,7 @@ def datasets_cmd(workspace: str | None, as_json: bool) -> None:
     )
 
 
-@cli.command("examples")
+@click.command("examples")
 @click.argument("dataset")
 @click.option("--where", default=None, help="SQL condition over the example columns")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0))
@@ -208,7 +120,7 @@ def examples_cmd(
     print_table(dataset, result.columns[:5], [list(r[:5]) for r in result.rows])
 
 
-@cli.command("sql")
+@click.command("sql")
 @click.argument("query")
 @click.option("--limit", default=None, type=int, help="at most this many rows")
 @workspace_option
@@ -227,7 +139,7 @@ def sql_cmd(query: str, limit: int | None, workspace: str | None, as_json: bool)
     print_table("", result.columns, [list(r) for r in result.rows])
 
 
-@cli.command("runs")
+@click.command("runs")
 @workspace_option
 @json_option
 @user_errors
@@ -247,13 +159,13 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
     print_table("runs", cols, [list(i.values()) for i in items])
 
 
-@cli.command("demo")
+@click.command("demo")
 @click.option("--no-tui", is_flag=True, help="build the demo workspace and stop (no app)")
 @workspace_option
 @user_errors
 def demo_cmd(no_tui: bool, workspace: str | None) -> None:
     """Build a demo workspace from real data, then open the app."""
-    from engine.cli_train import follow
+    from engine.cli.train import follow
     from engine.demo import build_demo, train_demo_run
 
     ws = get_workspace(workspace)
@@ -267,12 +179,4 @@ def demo_cmd(no_tui: bool, workspace: str | None) -> None:
         open_app(ws)
 
 
-def main() -> None:
-    cli(prog_name="dynascope")
-
-
-# The command modules register themselves on `cli`; imported last because they import this module.
-from engine import cli_analysis, cli_train  # noqa: E402,F401
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+COMMANDS = (import_cmd, datasets_cmd, examples_cmd, sql_cmd, runs_cmd, demo_cmd)

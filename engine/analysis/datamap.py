@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from engine.regions import (
+from engine.analysis.regions import (
     CARTOGRAPHY_REGIONS,
     ROBUSTNESS_REGIONS,
     CartographyBounds,

@@ -6,19 +6,23 @@ as its `parent`, and gets a row in `selections`; all of it in one transaction. D
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
 import duckdb
 
-from engine.errors import BadInputError
-from engine.regions import (
+from engine.analysis.regions import (
     ADVERSARIAL_REGIONS,
     SELECTION_REGIONS,
+    CartographyBounds,
+    RobustnessBounds,
     balanced_quotas,
+    default_bounds,
+    region_sql,
     selection_size,
     top_fraction_sql,
 )
+from engine.errors import BadInputError
 from storage.catalog import transaction
 
 
@@ -31,6 +35,7 @@ class SelectionResult:
     fraction: float
     balanced: bool
     seed: int
+    bounds: str | None
     n_examples: int
     n_candidates: int
     per_group: dict[str, int]
@@ -39,9 +44,14 @@ class SelectionResult:
         return asdict(self)
 
 
-def _describe(run_id: str, region: str, fraction: float, balanced: bool, seed: int) -> str:
+def describe_selection(
+    run_id: str, region: str, fraction: float, balanced: bool, seed: int, bounds: str | None = None
+) -> str:
+    """How runs, jobs and compare name a selection: 'ambiguous 33% of <run>' (or its map boundaries)."""
+    if bounds:
+        return f"{region} (bounds {bounds}) of {run_id}"
     extra = (" balanced" if balanced else "") + (f" seed {seed}" if region == "random" else "")
-    return f"selection of run {run_id}: {region} {fraction:g}{extra}"
+    return f"{region} {fraction * 100:.3g}%{extra} of {run_id}"
 
 
 def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
@@ -83,10 +93,25 @@ def select_examples(
     *,
     balanced: bool = False,
     seed: int = 0,
+    bounds: CartographyBounds | RobustnessBounds | None = None,
 ) -> SelectionResult:
-    """Create dataset `name` from the top `fraction` of the run's examples in `region` (or a random fraction)."""
+    """Create dataset `name` from the top `fraction` of the run's examples in `region` (or a random fraction);
+    with `bounds`, from every example the map puts in `region` under those boundaries (fraction is ignored)."""
     if region not in SELECTION_REGIONS:
         raise BadInputError(f"unknown region '{region}'; choose one of {', '.join(SELECTION_REGIONS)}")
+    bounds_text = None
+    region_filter = ""
+    if bounds is not None:
+        kind = "robustness" if region in ADVERSARIAL_REGIONS else "cartography"
+        if region == "random" or not isinstance(bounds, type(default_bounds(kind))):
+            raise BadInputError(f"--bounds selects a region of the {kind} map; '{region}' is not one")
+        if balanced:
+            raise BadInputError(
+                "--balanced works with --fraction (a ranking), not with --bounds (a map region)"
+            )
+        bounds_text = ",".join(f"{v:g}" for v in astuple(bounds))
+        region_filter = f" AND ({region_sql(kind, bounds)}) = '{region}'"
+        fraction = 1.0
     if not (0 < fraction <= 1):
         raise BadInputError(f"--fraction {fraction}: must be in (0, 1], e.g. 0.33 for the top 33%")
     if not name.strip():
@@ -115,11 +140,16 @@ def select_examples(
                                    CASE WHEN e.is_impossible THEN 'unanswerable' WHEN NOT e.is_impossible THEN 'answerable' END,
                                    '') AS grp
            FROM example_metrics m JOIN examples e ON e.dataset = ? AND e.example_id = m.example_id
-           WHERE m.run_id = ?""",
+           WHERE m.run_id = ?"""
+        + region_filter,
         [source, run_id],
     )
     try:
         n = con.execute("SELECT count(*) FROM ranked_source").fetchone()[0]  # type: ignore[index]
+        if n == 0 and bounds_text:
+            raise BadInputError(
+                f"no example of run '{run_id}' is in region '{region}' with bounds {bounds_text}"
+            )
         if n == 0:
             raise BadInputError(f"none of run '{run_id}''s examples are in its dataset '{source}'")
         k = selection_size(fraction, n)
@@ -134,7 +164,7 @@ def select_examples(
                 """INSERT INTO datasets (name, task, n_examples, source, format, label_names, is_pair, version, parent)
                    SELECT ?, task, (SELECT count(*) FROM picked), ?, format, label_names, is_pair, version, name
                    FROM datasets WHERE name = ?""",
-                [name, _describe(run_id, region, fraction, balanced, seed), source],
+                [name, describe_selection(run_id, region, fraction, balanced, seed, bounds_text), source],
             )
             con.execute(
                 """INSERT INTO examples BY NAME
@@ -143,8 +173,9 @@ def select_examples(
                 [name, source],
             )
             con.execute(
-                "INSERT INTO selections (name, run_id, region, fraction, balanced, seed) VALUES (?, ?, ?, ?, ?, ?)",
-                [name, run_id, region, fraction, balanced, seed],
+                """INSERT INTO selections (name, run_id, region, fraction, balanced, seed, bounds)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                [name, run_id, region, fraction, balanced, seed, bounds_text],
             )
         per_group = dict(
             con.execute(
@@ -164,6 +195,7 @@ def select_examples(
         fraction=fraction,
         balanced=balanced,
         seed=seed,
+        bounds=bounds_text,
         n_examples=selected,
         n_candidates=n,
         per_group=per_group,

@@ -14,17 +14,7 @@ from typing import Any
 import click
 import duckdb
 
-from engine.cli import (
-    catalog,
-    get_workspace,
-    json_option,
-    print_json,
-    stderr,
-    user_errors,
-    workspace_option,
-)
-from engine.errors import BadInputError
-from engine.regions import (
+from engine.analysis.regions import (
     CARTOGRAPHY_REGIONS,
     MAP_KINDS,
     ROBUSTNESS_REGIONS,
@@ -35,7 +25,17 @@ from engine.regions import (
     parse_bounds,
     robustness_region_sql,
 )
-from engine.selection import require_metrics, run_info
+from engine.analysis.selection import require_metrics, run_info
+from engine.cli.common import (
+    catalog,
+    get_workspace,
+    json_option,
+    print_json,
+    stderr,
+    user_errors,
+    workspace_option,
+)
+from engine.errors import BadInputError
 from storage.metrics import METRIC_COLUMNS
 
 METRIC_FIELDS = METRIC_COLUMNS[1:]  # every per-example metric, without the id
@@ -244,7 +244,7 @@ def map_cmd(
 ) -> None:
     """Print the data map as text: x = variability, y = confidence (cartography), or x = sensitivity,
     y = adversarial variability (robustness); region boundaries drawn, counts per region below."""
-    from engine.datamap import bin_counts, render_map
+    from engine.analysis.datamap import bin_counts, render_map
 
     chosen = _bounds(kind, bounds)
     with catalog(get_workspace(workspace)) as con:
@@ -302,7 +302,7 @@ def select_cmd(
     """Make a new dataset NAME from the top FRACTION of a run's examples in a region: easy (highest confidence),
     ambiguous (highest variability), hard (lowest confidence), robust (lowest sensitivity), non-robust (highest
     sensitivity), swing (highest adversarial variability), or a seeded random FRACTION."""
-    from engine.selection import select_examples
+    from engine.analysis.selection import select_examples
 
     with catalog(get_workspace(workspace)) as con:
         result = select_examples(con, run, region, fraction, name, balanced=balanced, seed=seed)
@@ -332,7 +332,7 @@ def import_dynamics_cmd(
     directory: Path, fmt: str, dataset: str, run_name: str | None, workspace: str | None, as_json: bool
 ) -> None:
     """Import training dynamics logged by allenai/cartography (dynamics_epoch_N.jsonl files) as a run."""
-    from engine.cartography_import import import_cartography
+    from engine.importing.cartography import import_cartography
 
     ws = get_workspace(workspace)
     with stderr.status(f"reading {directory} ..."):
@@ -348,15 +348,4 @@ def import_dynamics_cmd(
     )
 
 
-def register(group: click.Group) -> None:
-    for command in (metrics_cmd, map_cmd, select_cmd, import_dynamics_cmd):
-        group.add_command(command)
-
-
-def _register_on_cli() -> None:
-    from engine.cli import cli
-
-    register(cli)
-
-
-_register_on_cli()
+COMMANDS = (metrics_cmd, map_cmd, select_cmd, import_dynamics_cmd)

