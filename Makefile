@@ -26,6 +26,7 @@ bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; DYNASCOPE_DATA_DIR=$${DYNASCOPE_DATA_DIR:-$(DATA_DIR)} $(BIN)/python $$b || exit 1; done
 
 check: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check storage engine tui_app tests bench
 	$(BIN)/ruff format --check storage engine tui_app tests bench
 	$(BIN)/mypy

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from engine.evaluation.squad_metric import best_over_golds
+from engine.tasks.squad_metric import best_over_golds
 
 N_DEV = 256  # the first SST-2 dev sentences
 

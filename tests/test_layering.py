@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import pkgutil
 import subprocess
 import sys
@@ -38,5 +40,41 @@ def test_storage_loads_neither_torch_nor_the_engine():
 
 def test_cli_starts_without_torch():
     # `dynascope datasets` must answer fast over SSH: the CLI module defers the heavy imports to the commands
-    loaded = loaded_after_importing(["engine.cli"])
+    loaded = loaded_after_importing(["engine.cli.main", "engine.jobs"])
     assert "torch" not in loaded and "transformers" not in loaded
+
+
+def test_engine_analysis_is_a_torch_free_read_layer():
+    analysis = [
+        f"engine.analysis.{m.name}" for m in pkgutil.iter_modules([str(REPO / "engine" / "analysis")])
+    ]
+    loaded = loaded_after_importing(["engine.analysis", *analysis])
+    assert not {"torch", "transformers", "textual", "tui_app"} & loaded
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter with the contracts in pyproject.toml (layers, no UI below the app, acyclic siblings)."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    return subprocess.run([str(exe), "--no-cache"], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def test_import_contracts_hold():
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_a_module_in_storage_importing_textual_breaks_the_contracts(tmp_path):
+    # a copy of the packages with one deliberate violation: the same contracts must now fail
+    for package in ("storage", "engine", "tui_app"):
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "storage" / "violation.py").write_text("import textual  # deliberately against the layers\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "storage.violation" in result.stdout and "BROKEN" in result.stdout
+    # and an upward import (storage -> tui_app) is caught by the layers contract
+    (tmp_path / "storage" / "violation.py").write_text("import tui_app.app\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0 and "Layers" in result.stdout, result.stdout

@@ -1,4 +1,4 @@
-"""engine.evaluation.squad_metric against the official SQuAD scorers (v1.1 and v2.0), reproduced here as the reference."""
+"""engine.tasks.squad_metric against the official SQuAD scorers (v1.1 and v2.0), reproduced here as the reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import string
 
 import pytest
 
-from engine.evaluation.squad_metric import (
+from engine.tasks.squad_metric import (
     aggregate,
     best_over_golds,
     exact_match,

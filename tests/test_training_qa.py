@@ -10,7 +10,7 @@ import math
 import duckdb
 import pytest
 
-from engine.evaluation.squad_metric import best_over_golds
+from engine.tasks.squad_metric import best_over_golds
 
 N_QUESTIONS = 24
 

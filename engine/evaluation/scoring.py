@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 
 from engine.errors import BadInputError
-from engine.evaluation.squad_metric import aggregate, score_predictions, squad_v2_summary, worst_case
+from engine.tasks.squad_metric import aggregate, score_predictions, squad_v2_summary, worst_case
 from engine.training.config import CHECKPOINT, TrainConfig
 from engine.training.model import build_adapter, evaluate, load_model, load_tokenizer
 from storage.artifacts import eval_dir, write_json_atomic, write_parquet_atomic

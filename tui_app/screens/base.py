@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import duckdb
 from textual.binding import Binding
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.worker import Worker
 
 from storage.catalog import open_catalog
@@ -70,13 +70,3 @@ class BaseScreen(Screen[None]):
 
     def action_search(self) -> None:
         self.notify("no search on this screen", timeout=2)
-
-
-class BaseModal(ModalScreen[T]):
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel", id="modal.cancel")]
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.app.on_worker_state_changed(event)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from tui_app.config import config_path
-from tui_app.screens.base import BaseModal
+from tui_app.screens.modal import BaseModal
 from tui_app.widgets import fill_table
 
 

@@ -19,8 +19,9 @@ from engine.jobs.registry import KINDS
 from engine.jobs.spec import Field, JobKind
 from storage.artifacts import EventTail, RunState
 from tui_app import data
-from tui_app.screens.base import BaseModal, BaseScreen
+from tui_app.screens.base import BaseScreen
 from tui_app.screens.home import fill
+from tui_app.screens.modal import BaseModal
 
 JOB_COLUMNS = ["run", "kind", "dataset", "status", "epochs", "progress", "ETA", "pid"]
 
