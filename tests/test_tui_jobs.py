@@ -191,7 +191,71 @@ async def test_retrain_on_a_region_from_the_map_then_evaluate(tui_ws):  # noqa: 
         stop_jobs(tui_ws)
 
 
+def trained_ids(ws, run_id: str) -> list[str]:  # noqa: ANN001
+    import pyarrow.parquet as pq
+
+    return sorted(
+        pq.read_table(ws.run_dir(run_id) / "inputs" / "train.parquet").column("example_id").to_pylist()
+    )
+
+
+def catalog_ids(ws, sql: str, params: list) -> list[str]:  # noqa: ANN001
+    from storage.catalog import open_catalog
+
+    with open_catalog(ws) as con:
+        return sorted(r[0] for r in con.execute(sql, params).fetchall())
+
+
+async def launch_from_form(app, pilot, overrides: dict[str, str]) -> str:  # noqa: ANN001
+    form = app.screen
+    assert isinstance(form, JobForm)
+    for name, value in overrides.items():
+        form.query_one(f"#f-{name}").value = value
+    await pilot.press("ctrl+s")
+    await settle(app, pilot)
+    jobs = app.screen
+    assert isinstance(jobs, JobsScreen), app.errors
+    assert await wait_until(app, pilot, lambda: bool(jobs.launched), timeout=30), app.errors
+    return jobs.launched[-1]
+
+
+async def test_retrain_from_the_map_with_moved_boundaries(tui_ws):  # noqa: ANN001
+    try:
+        app = make_app(tui_ws)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            app.open_map("sst2-run")
+            await settle(app, pilot)
+            await pilot.press("3", "j", "j", "j", "j", "j")  # hard; the confidence line down to 0.25
+            await settle(app, pilot, rounds=4)
+            screen = app.screen
+            assert isinstance(screen, DataMapScreen)
+            bounds = screen.bounds.cartography
+            assert (bounds.ambiguous_variability, bounds.easy_confidence) == (0.2, 0.25)
+            shown = screen.counts["hard"]
+            await pilot.press("R")
+            await settle(app, pilot, rounds=4)
+            form = app.screen
+            assert isinstance(form, JobForm)
+            assert form.value("bounds") == "0.2,0.25" and form.value("fraction") == ""
+            note = str(form.query_one("#form-note").render())
+            assert "boundaries on screen" in note and f"{shown} examples" in note, note
+            run_id = await launch_from_form(app, pilot, {"epochs": "1", "max_length": "32"})
+        expected = catalog_ids(
+            tui_ws,
+            "SELECT example_id FROM example_metrics WHERE run_id = 'sst2-run' AND variability < 0.2 AND confidence < 0.25",
+            [],
+        )
+        assert len(expected) == shown > 0
+        assert trained_ids(tui_ws, run_id) == expected
+        config = engine_jobs.job_info(tui_ws, run_id)
+        assert config["origin"] == "hard (bounds 0.2,0.25) of sst2-run"
+    finally:
+        stop_jobs(tui_ws)
+
+
 async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
+    from engine.analysis.selection import select_examples
     from storage.catalog import open_catalog
 
     app = make_app(tui_ws)
@@ -199,32 +263,25 @@ async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
         await settle(app, pilot)
         app.open_map("sst2-run")
         await settle(app, pilot)
-        await pilot.press("2", "R")  # retrain on the ambiguous region
-        await settle(app, pilot)
+        await pilot.press("2", "R")  # retrain on the ambiguous region, boundaries untouched: a top-F ranking
+        await settle(app, pilot, rounds=4)
         form = app.screen
         assert isinstance(form, JobForm)
         assert form.query_one("#f-kind").value == "retrain"
-        assert form.value("source_run") == "sst2-run" and form.value("region") == "ambiguous"
-        for name, value in (
-            ("epochs", "1"),
-            ("fraction", "0.03"),
-            ("max_length", "32"),
-            ("batch_size", "16"),
-        ):
-            form.query_one(f"#f-{name}").value = value
-        await pilot.press("ctrl+s")
-        await settle(app, pilot)
+        assert form.value("run") == "sst2-run" and form.value("region") == "ambiguous"
+        assert form.value("fraction") == "0.33" and form.value("bounds") == ""
+        note = str(form.query_one("#form-note").render())
+        assert "top 33% of 'ambiguous' by variability" in note and "287 of 872 examples" in note, note
+        run_id = await launch_from_form(
+            app, pilot, {"epochs": "1", "fraction": "0.03", "max_length": "32", "batch_size": "16"}
+        )
         jobs = app.screen
-        assert isinstance(jobs, JobsScreen)
-        assert await wait_until(app, pilot, lambda: bool(jobs.launched), timeout=30), app.errors
-        run_id = jobs.launched[0]
-        config = engine_jobs.job_info(tui_ws, run_id)
-        assert config["dataset"] == "sst2-dev"
+        info = engine_jobs.job_info(tui_ws, run_id)
+        assert info["dataset"] == "sst2-run-ambiguous-3pct" and info["full_dataset"] == "sst2-dev"
         with open_catalog(tui_ws) as con:
-            n_selected = con.execute(
-                "SELECT n_examples FROM datasets WHERE name = 'sst2-run-ambiguous-3pct'"
-            ).fetchone()
-        assert n_selected is not None and 0 < n_selected[0] <= 872
+            select_examples(con, "sst2-run", "ambiguous", 0.03, "check-3pct")
+        check = catalog_ids(tui_ws, "SELECT example_id FROM examples WHERE dataset = ?", ["check-3pct"])
+        assert trained_ids(tui_ws, run_id) == check and len(check) == 26
         assert await wait_until(app, pilot, lambda: status_of(jobs, run_id) == "done", timeout=150), (
             status_of(jobs, run_id),
             app.errors,
@@ -238,7 +295,13 @@ async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
         form = app.screen
         assert isinstance(form, JobForm)
         form.query_one("#f-kind").value = "evaluate"
-        form.query_one("#f-source_run").value = run_id
+        await settle(app, pilot, rounds=4)
+        form = app.screen
+        assert isinstance(form, JobForm) and form.kind_name == "evaluate"
+        form.query_one("#f-run").value = run_id
+        await settle(app, pilot, rounds=4)
+        form = app.screen
+        assert isinstance(form, JobForm)
         form.query_one("#f-eval").value = "sst2-run-ambiguous-3pct"
         await pilot.press("ctrl+s")
         await settle(app, pilot)

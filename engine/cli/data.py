@@ -144,19 +144,30 @@ def sql_cmd(query: str, limit: int | None, workspace: str | None, as_json: bool)
 @json_option
 @user_errors
 def runs_cmd(workspace: str | None, as_json: bool) -> None:
-    """List runs: id, kind, dataset, status, epochs done, created."""
+    """List runs: id, kind, what it trained on (a selection's name for a retrain), origin, status, epochs."""
+    from engine.analysis.runs import list_runs
+
     with catalog(get_workspace(workspace)) as con:
-        cur = con.execute(
-            """SELECT run_id, kind, dataset, status, epochs_done, n_epochs,
-                      strftime(created_at, '%Y-%m-%d %H:%M:%S') AS created_at
-               FROM runs ORDER BY created_at, run_id"""
-        )
-        cols = [d[0] for d in cur.description]
-        items = [dict(zip(cols, r)) for r in cur.fetchall()]
+        items = list_runs(con)
     if as_json:
         print_json(items)
         return
-    print_table("runs", cols, [list(i.values()) for i in items])
+    print_table(
+        "runs",
+        ["run_id", "kind", "trained on", "origin", "status", "epochs", "created_at"],
+        [
+            [
+                r["run_id"],
+                r["kind"],
+                r["trained_on"],
+                r["origin"] or "",
+                r["status"],
+                f"{r['epochs_done']}/{r['n_epochs'] or '?'}",
+                r["created_at"],
+            ]
+            for r in items
+        ],
+    )
 
 
 @click.command("demo")

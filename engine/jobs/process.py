@@ -89,10 +89,15 @@ def job_info(ws: Workspace, run_id: str) -> dict[str, Any]:
     status = state.status
     if status == "running" and not alive:
         status = "interrupted"
+    from engine.analysis.runs import origin, trained_on
+
     return {
         "run_id": run_id,
         "kind": config.get("kind", "train"),
-        "dataset": config.get("dataset"),
+        "dataset": trained_on(config),
+        "full_dataset": config.get("dataset"),
+        "source_run": config.get("source_run"),
+        "origin": origin(config),
         "model": config.get("model"),
         "status": status,
         "epochs_done": state.epochs_done,

@@ -72,8 +72,10 @@ class CompareScreen(BaseScreen):
             self.metric = names[0] if names else None
         picker = self.query_one(SelectionList)
         picker.clear_options()
+        origins = {r["run_id"]: r.get("origin") for r in self.rows}
         runs = list(dict.fromkeys(r["run_id"] for r in self.rows))
-        picker.add_options([(run, run, True) for run in runs])
+        # a retrain says what it trained on ("ambiguous 33% of <run>"), so two runs can be told apart
+        picker.add_options([(f"{run} ({origins[run]})" if origins[run] else run, run, True) for run in runs])
         self.paint()
 
     def on_selection_list_selected_changed(self) -> None:

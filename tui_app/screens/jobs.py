@@ -411,7 +411,7 @@ class JobsScreen(BaseScreen):
     def open_new(self, preset: dict[str, Any] | None) -> None:
         from engine.jobs.retrain import source_settings
 
-        with self.catalog() as con:
+        with self.catalog(do_sync=True) as con:  # a run launched a moment ago is a source to pick
             datasets = {d["name"]: d["task"] for d in data.list_datasets(con)}
             runs = [r["run_id"] for r in data.list_runs(con) if r.get("kind") in ("train", "retrain")]
         inherited = {}

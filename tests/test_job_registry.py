@@ -1,0 +1,140 @@
+"""The job registry is the one home of every job setting: the CLI's options, the app's form (fields, defaults,
+validation) and run creation all derive from it, and agree, for a classification and a QA dataset."""
+
+from __future__ import annotations
+
+import click
+from click.testing import CliRunner
+
+from engine.cli.main import cli
+from engine.errors import BadInputError
+from engine.jobs import create_run
+from engine.jobs.registry import KINDS
+from engine.jobs.spec import number_text
+from storage.artifacts import read_config
+from tests.tui_helpers import make_app, settle
+from tui_app.screens.jobs import JobForm, text_of
+
+pytest_plugins = ["tests.tui_fixtures"]  # tui_ws: sst2-dev (classification) and squad-dev (QA) with runs
+
+SIZE = (120, 36)
+COMMANDS = {"train": "train", "retrain": "retrain", "evaluate": "eval"}
+JOB_OPTIONS = {"detach", "resume_run", "workspace", "as_json"}  # how a job is started, not what it is
+
+
+def test_cli_options_are_the_registry_fields():
+    for kind_name, command_name in COMMANDS.items():
+        kind = KINDS[kind_name]
+        command = cli.commands[command_name]
+        params = {p.name: p for p in command.params}
+        assert set(params) - JOB_OPTIONS == {f.name for f in kind.fields}, kind_name
+        for f in kind.fields:
+            param = params[f.name]
+            if f.argument:
+                assert isinstance(param, click.Argument)
+                continue
+            assert isinstance(param, click.Option) and f.flag in param.opts
+            assert param.default is None  # absent means "the kind's default" (or the source run's)
+            if f.choices:
+                assert isinstance(param.type, click.Choice) and tuple(param.type.choices) == f.choices
+            assert param.help == f.help_text()
+            if f.minimum is not None:
+                assert number_text(f.minimum) in (param.help or "")
+            default = f.default_for("classification")
+            if default not in (None, False) and not kind_name == "retrain":
+                assert f"default: {default}" in (param.help or "") or "for classification" in (
+                    param.help or ""
+                )
+
+
+def test_no_other_module_lists_the_job_kinds():
+    import tui_app.screens.jobs as screen
+
+    assert not hasattr(screen, "JOB_KINDS") and not hasattr(screen, "DEFAULTS")
+    assert list(KINDS) == ["train", "retrain", "evaluate"]
+
+
+async def open_form(app, pilot, preset):  # noqa: ANN001, ANN201
+    app.open_jobs(new=True, preset=preset)
+    await settle(app, pilot, rounds=4)
+    form = app.screen
+    assert isinstance(form, JobForm), type(form)
+    return form
+
+
+def created_config(ws, values):  # noqa: ANN001, ANN201
+    """What run creation makes of the same request with every setting left out (nothing is launched)."""
+    return read_config(ws.run_dir(create_run(ws, values)))
+
+
+async def test_form_defaults_equal_run_creation_for_classification_and_qa(tui_ws):  # noqa: ANN001
+    train = KINDS["train"]
+    settings = [f for f in train.fields if f.form and f.name not in ("dataset", "eval")]
+    app = make_app(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        form = await open_form(app, pilot, {"kind": "train", "dataset": "sst2-dev"})
+        cls_config = created_config(tui_ws, {"kind": "train", "dataset": "sst2-dev"})
+        for f in settings:
+            assert form.value(f.name) == text_of(cls_config[f.name]), f.name
+        assert form.value("max_length") == "128"
+
+        # choosing a QA dataset lays the form out again with the QA defaults: those of the CLI
+        form.query_one("#f-dataset").value = "squad-dev"
+        await settle(app, pilot, rounds=4)
+        form = app.screen
+        assert isinstance(form, JobForm)
+        qa_config = created_config(tui_ws, {"kind": "train", "dataset": "squad-dev"})
+        for f in settings:
+            assert form.value(f.name) == text_of(qa_config[f.name]), f.name
+        assert (form.value("max_length"), form.value("batch_size"), form.value("lr")) == (
+            "384",
+            "16",
+            "5e-05",
+        )
+        assert qa_config["max_length"] == 384 and cls_config["max_length"] == 128
+
+
+async def test_retrain_form_carries_the_source_runs_settings(tui_ws):  # noqa: ANN001
+    source = read_config(tui_ws.run_dir("sst2-run"))
+    app = make_app(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        form = await open_form(app, pilot, {"kind": "retrain", "run": "sst2-run", "region": "ambiguous"})
+        assert form.value("epochs") == str(source["epochs"]) == "5"
+        assert form.value("seed") == str(source["seed"]) == "7"
+        assert form.value("model") == source["model"]
+        spec = form.collect()
+    config = created_config(tui_ws, spec)
+    assert (config["epochs"], config["seed"], config["model"]) == (5, 7, source["model"])
+    assert config["source_run"] == "sst2-run" and config["subset"] == config["selection"]["name"]
+
+
+async def test_form_and_cli_refuse_out_of_bounds_values_with_the_same_message(tui_ws):  # noqa: ANN001
+    train = KINDS["train"]
+    bounded = [f for f in train.fields if f.minimum is not None and f.form]
+    assert {"epochs", "max_length", "batch_size", "lr"} <= {f.name for f in bounded}
+    runner = CliRunner()
+    runs_before = set(tui_ws.run_ids())
+    app = make_app(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        form = await open_form(app, pilot, {"kind": "train", "dataset": "sst2-dev"})
+        for f in bounded:
+            low = f.minimum if f.exclusive_minimum else f.minimum - 1
+            bad = str(int(low)) if f.type is int else str(low)
+            form.query_one(f"#f-{f.name}").value = bad
+            try:
+                form.collect()
+                raise AssertionError(f"the form accepted {f.name}={bad}")
+            except BadInputError as exc:
+                message = str(exc)
+            form.query_one(f"#f-{f.name}").value = text_of(f.default_for("classification"))
+            result = runner.invoke(
+                cli,
+                ["--workspace", str(tui_ws.root), "train", "sst2-dev", f.flag, bad],
+                catch_exceptions=False,
+            )
+            assert result.exit_code == 2, (f.name, result.output)
+            assert message in " ".join(result.output.split()), (message, result.output)
+    assert set(tui_ws.run_ids()) == runs_before  # a refused request creates no run folder
