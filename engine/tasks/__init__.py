@@ -7,10 +7,17 @@ The training loop, the recorder, the job runner and evaluation only ever talk to
   whole examples, so every example's dynamics row can be computed from the batch that trained on it, and the
   windows of one example never end up on different ranks.
 - `collate(items)` pads a list of items into a `Batch` (dynamic padding: to the longest sequence of the batch).
-- `forward(model, batch)` runs the model and returns the per-unit training losses (one per feature) and the
-  logits the recorder needs, so inline recording never runs a second forward pass.
-- `record(batch, out)` turns those logits into one dynamics row per example (columns of
-  `storage.metrics.DYNAMICS_COLUMNS` except epoch/rank, plus task extras).
+  The batch also holds the per-unit *targets* (classification: `labels`; QA: `start_positions`, `end_positions`
+  and the padding in `attention_mask`), one unit per model input (a QA example has one unit per window).
+- `forward(model, batch, inputs_embeds=None)` runs the model and returns its logits only (a dict of float
+  tensors, one row per unit). `inputs_embeds` (see `embed`) replaces `input_ids`, which is how PGD perturbs the
+  input embeddings.
+- `heads(batch, logits)` describes what the task predicts per unit as classification heads (scores with invalid
+  classes masked, the gold class, the valid classes), so a training objective (`engine.training.objectives`)
+  is written once for every task.
+- `record(batch, out)` turns a `ForwardOut` (the step's per-unit losses and logits) into one dynamics row per
+  example (columns of `storage.metrics.DYNAMICS_COLUMNS` except epoch/rank, plus task extras). Inline recording
+  reads the training step's own `ForwardOut`: no second forward pass.
 """
 
 from __future__ import annotations
@@ -21,10 +28,15 @@ from typing import Any, Protocol
 import pyarrow as pa
 import torch
 
+Logits = dict[str, torch.Tensor]
+
 
 @dataclass
 class Batch:
-    """Model inputs (tensors) plus what the recorder needs to map outputs back to examples."""
+    """Model inputs and per-unit targets (tensors) plus what the recorder needs to map outputs back to examples.
+
+    `meta` may also carry per-example values an objective reads (for instance which examples a mitigation
+    regularises); `unit_owner` maps them onto the units."""
 
     tensors: dict[str, torch.Tensor]
     example_ids: list[str]
@@ -37,13 +49,37 @@ class Batch:
     def n_examples(self) -> int:
         return len(self.example_ids)
 
+    @property
+    def n_units(self) -> int:
+        return int(self.tensors["input_ids"].shape[0])
+
+    def unit_owner(self) -> torch.Tensor:
+        """The example index (0 .. n_examples - 1) of every unit: itself for classification, the window's
+        question for QA."""
+        device = self.tensors["input_ids"].device
+        owner = self.meta.get("owner")
+        if owner is None:
+            return torch.arange(self.n_examples, device=device)
+        return torch.as_tensor(owner, dtype=torch.long, device=device)
+
 
 @dataclass
 class ForwardOut:
-    """Per-feature losses (the training loss is their mean) and the detached logits for recording."""
+    """Per-unit losses (the training loss is their mean) and the logits they came from, for recording."""
 
     losses: torch.Tensor
-    logits: dict[str, torch.Tensor]
+    logits: Logits
+
+
+@dataclass
+class Head:
+    """One distribution a task predicts per unit, for the objectives: `scores` [units, classes] (float, invalid
+    classes already masked with a large negative value), `target` [units] the gold class, `valid` [units, classes]
+    the classes that exist (None: all of them; QA: the window's tokens, not its padding)."""
+
+    scores: torch.Tensor
+    target: torch.Tensor
+    valid: torch.Tensor | None = None
 
 
 class TaskAdapter(Protocol):
@@ -58,7 +94,9 @@ class TaskAdapter(Protocol):
 
     def collate(self, items: list[Any]) -> Batch: ...
 
-    def forward(self, model: Any, batch: Batch) -> ForwardOut: ...
+    def forward(self, model: Any, batch: Batch, inputs_embeds: torch.Tensor | None = None) -> Logits: ...
+
+    def heads(self, batch: Batch, logits: Logits) -> list[Head]: ...
 
     def record(self, batch: Batch, out: ForwardOut) -> dict[str, list[Any]]: ...
 
@@ -101,6 +139,19 @@ def pad_sequences(seqs: list[list[int]], pad_value: int) -> torch.Tensor:
     return out
 
 
-def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
+def model_inputs(batch: Batch, inputs_embeds: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The model's keyword arguments; with `inputs_embeds` they replace `input_ids` (masks and token types stay)."""
     keys = ("input_ids", "attention_mask", "token_type_ids")
-    return {k: batch.tensors[k] for k in keys if k in batch.tensors}
+    inputs = {k: batch.tensors[k] for k in keys if k in batch.tensors}
+    if inputs_embeds is not None:
+        del inputs["input_ids"]
+        inputs["inputs_embeds"] = inputs_embeds
+    return inputs
+
+
+def embed(model: Any, batch: Batch) -> torch.Tensor:
+    """The model's input (word) embeddings of the batch's `input_ids`, [units, length, hidden]: what PGD perturbs
+    and hands back to `forward` as `inputs_embeds` (position and token-type embeddings are added by the model)."""
+    inner = getattr(model, "module", model)  # DDP / accelerate wrappers keep the model in .module
+    embeddings: torch.Tensor = inner.get_input_embeddings()(batch.tensors["input_ids"])
+    return embeddings

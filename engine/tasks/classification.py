@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from engine.tasks import Batch, ForwardOut, model_inputs, pad_sequences
+from engine.tasks import Batch, ForwardOut, Head, Logits, model_inputs, pad_sequences
 
 
 @dataclass
@@ -79,10 +79,11 @@ class ClassificationAdapter:
             tensors["token_type_ids"] = pad_sequences([it.token_type_ids or [] for it in items], 0)
         return Batch(tensors, [it.example_id for it in items])
 
-    def forward(self, model: Any, batch: Batch) -> ForwardOut:
-        logits = model(**model_inputs(batch)).logits.float()
-        losses = F.cross_entropy(logits, batch.tensors["labels"], reduction="none")
-        return ForwardOut(losses, {"logits": logits})
+    def forward(self, model: Any, batch: Batch, inputs_embeds: torch.Tensor | None = None) -> Logits:
+        return {"logits": model(**model_inputs(batch, inputs_embeds)).logits.float()}
+
+    def heads(self, batch: Batch, logits: Logits) -> list[Head]:
+        return [Head(logits["logits"], batch.tensors["labels"])]
 
     @torch.no_grad()
     def record(self, batch: Batch, out: ForwardOut) -> dict[str, list[Any]]:

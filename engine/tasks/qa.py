@@ -13,7 +13,8 @@ different windows are comparable):
 - margin (log space) = gold span score minus the best other span score in that same window (valid spans of at
   most `max_answer_length` tokens inside the context; for v2.0 the [CLS] "no answer" counts as a span).
 - el2n = mean over start and end of || softmax - one-hot(gold) ||_2 in that window.
-- loss = that window's training loss (mean of start and end cross-entropy).
+- loss = that window's training loss (the run's objective; with cross-entropy, the mean of the start and end
+  cross-entropy).
 - prediction = the best valid span over all windows; for v2.0 "" (no answer) when the [CLS] score beats it
   (the smallest [CLS] score over the windows, as the Hugging Face post-processing does).
 - correct = the prediction equals a gold answer after SQuAD normalisation.
@@ -31,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering
 
-from engine.evaluation.squad_metric import best_over_golds
-from engine.tasks import Batch, ForwardOut, model_inputs, pad_sequences
+from engine.tasks import Batch, ForwardOut, Head, Logits, model_inputs, pad_sequences
+from engine.tasks.squad_metric import best_over_golds
 
 NEG = -1e4  # masks padding out of the start/end softmax (finite: -inf would turn 0 * inf into NaN)
 
@@ -160,20 +161,30 @@ class QAAdapter:
         meta = {"owner": owner, "items": items, "windows": windows}
         return Batch(tensors, [it.example_id for it in items], meta)
 
-    def forward(self, model: Any, batch: Batch) -> ForwardOut:
-        out = model(**model_inputs(batch))
+    def forward(self, model: Any, batch: Batch, inputs_embeds: torch.Tensor | None = None) -> Logits:
+        out = model(**model_inputs(batch, inputs_embeds))
+        return {"start_logits": out.start_logits.float(), "end_logits": out.end_logits.float()}
+
+    def heads(self, batch: Batch, logits: Logits) -> list[Head]:
+        """Two heads per window, start and end token, over the window's tokens (padding masked out)."""
+        valid = batch.tensors["attention_mask"] != 0
+        start, end = self.masked(batch, logits)
+        return [
+            Head(start, batch.tensors["start_positions"], valid),
+            Head(end, batch.tensors["end_positions"], valid),
+        ]
+
+    @staticmethod
+    def masked(batch: Batch, logits: Logits) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start and end logits with the padding set to NEG, so it takes no probability mass."""
         pad = batch.tensors["attention_mask"] == 0
-        start_lp = out.start_logits.float().masked_fill(pad, NEG).log_softmax(-1)
-        end_lp = out.end_logits.float().masked_fill(pad, NEG).log_softmax(-1)
-        s, e = batch.tensors["start_positions"], batch.tensors["end_positions"]
-        losses = -(start_lp.gather(1, s[:, None]).squeeze(1) + end_lp.gather(1, e[:, None]).squeeze(1)) / 2
-        return ForwardOut(losses, {"start_lp": start_lp, "end_lp": end_lp})
+        return logits["start_logits"].masked_fill(pad, NEG), logits["end_logits"].masked_fill(pad, NEG)
 
     @torch.no_grad()
     def window_scores(self, batch: Batch, out: ForwardOut) -> dict[str, list[Any]]:
         """Per window: best valid span (score, token start, token end), [CLS] score, gold score, margin, EL2N."""
-        start_lp = out.logits["start_lp"].detach()
-        end_lp = out.logits["end_lp"].detach()
+        start, end = self.masked(batch, {k: v.detach().float() for k, v in out.logits.items()})
+        start_lp, end_lp = start.log_softmax(-1), end.log_softmax(-1)
         n, width = start_lp.shape
         ctx = batch.tensors["context_mask"]
         s, e = batch.tensors["start_positions"], batch.tensors["end_positions"]

@@ -30,9 +30,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from engine.tasks import Batch, TaskAdapter
+from engine.tasks import Batch, ForwardOut, TaskAdapter
 from engine.training.config import CHECKPOINT, PROGRESS_EVERY_S, TrainConfig
 from engine.training.model import build_adapter, evaluate, load_model, load_tokenizer
+from engine.training.objectives import compute, get_objective
 from engine.training.recorder import EpochRecorder
 from storage.artifacts import append_event, dynamics_dir, read_config
 
@@ -123,13 +124,14 @@ def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def train_step(ctx: TrainContext, batch: Batch, *, sync: bool, scale: float) -> Any:
-    """Forward and backward of one micro-batch; returns the forward output (its logits feed the recorder)."""
+def train_step(ctx: TrainContext, batch: Batch, *, sync: bool, scale: float) -> ForwardOut:
+    """Forward and backward of one micro-batch under the run's objective; returns the forward output (its per-unit
+    losses and logits feed the recorder)."""
     acc = ctx.accelerator
     # Without no_sync, DDP would all-reduce gradients on every micro-batch of an accumulation group.
     with nullcontext() if sync or ctx.world == 1 else acc.no_sync(ctx.model):
         with acc.autocast():
-            out = ctx.adapter.forward(ctx.model, batch)
+            out = compute(ctx.adapter, get_objective(ctx.cfg.objective), ctx.model, batch)
         acc.backward(out.losses.mean() * scale)
     return out
 
@@ -180,6 +182,7 @@ def record_epoch_end(ctx: TrainContext, recorder: EpochRecorder) -> bool:
         ctx.items,
         batch_size=ctx.cfg.eval_batch_size,
         indices=indices,
+        objective=ctx.cfg.objective,
         stop=lambda: ctx.flag.requested,
     )
     if rows is None:
@@ -363,7 +366,11 @@ def run_training(run_dir: Path, flag: StopFlag, after_training: AfterTraining | 
     acc.wait_for_everyone()
     for epoch in range(start, cfg.epochs):
         t0 = time.monotonic()
-        recorder = EpochRecorder(ctx.rank, ctx.adapter.extra_columns) if cfg.dynamics != "none" else None
+        recorder = (
+            EpochRecorder(ctx.rank, ctx.adapter.extra_columns, [it.example_id for it in ctx.items])
+            if cfg.dynamics != "none"
+            else None
+        )
         if recorder is not None:
             recorder.reset(epoch)
         if not train_one_epoch(ctx, epoch, recorder if cfg.dynamics == "inline" else None):

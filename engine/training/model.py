@@ -12,6 +12,7 @@ import torch
 
 from engine.tasks import Batch, TaskAdapter, make_adapter
 from engine.training.config import DEFAULT_MODEL, TrainConfig
+from engine.training.objectives import Objective, compute, get_objective
 
 
 def resolve_model_path(model: str) -> str:
@@ -65,9 +66,12 @@ def evaluate(
     indices: list[int] | None = None,
     stop: Callable[[], bool] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    objective: Objective | str = "cross_entropy",
 ) -> dict[str, list[Any]] | None:
     """An eval-mode pass: one row (prediction, correct, gold probability, ...) per item; None when stopped.
+    The loss column is `objective`'s per-unit loss (epoch-end dynamics pass the run's own).
     `on_batch(done, total)` is called after each batch (progress for the evaluation job)."""
+    loss = get_objective(objective) if isinstance(objective, str) else objective
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -79,7 +83,7 @@ def evaluate(
             if stop is not None and stop():
                 return None
             batch = batch.to(device)
-            part = adapter.record(batch, adapter.forward(model, batch))
+            part = adapter.record(batch, compute(adapter, loss, model, batch))
             for key, values in part.items():
                 rows.setdefault(key, []).extend(values)
             if on_batch is not None:
