@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 
+from engine.analysis.cases import case_studies, case_studies_markdown, export_path
+from engine.analysis.pages import ExampleFilter, query_page
+from engine.analysis.regions import Bounds
 from storage.catalog import open_catalog
 from tests.tui_helpers import make_app, screen_text, settle
-from tui_app import data
 from tui_app.config import Settings, load_settings
-from tui_app.data import Bounds, ExampleFilter
 from tui_app.screens.cases import CasesScreen
 from tui_app.screens.compare import CompareScreen
 from tui_app.screens.datamap import DataMapScreen
@@ -137,7 +138,7 @@ async def test_case_studies_export(tui_ws):  # noqa: ANN001
         assert {r: len(v) for r, v in cases.studies.items()} == {"easy": 5, "ambiguous": 5, "hard": 5}
         await pilot.press("e")
         await settle(app, pilot)
-        path = data.export_path(tui_ws, "sst2-run", "cartography")
+        path = export_path(tui_ws, "sst2-run", "cartography")
         assert cases.last_export == path and path.is_file()
         text = path.read_text()
         assert text.startswith("# Case studies: run sst2-run\n")
@@ -158,9 +159,9 @@ async def test_case_studies_export(tui_ws):  # noqa: ANN001
         random_text = path.read_text()
         assert "random sample, seed 1" in random_text and random_text != text
         with open_catalog(tui_ws) as con:
-            again = data.case_studies(con, "sst2-run", "sst2-dev", "cartography", Bounds(), 5, "random", 1)
+            again = case_studies(con, "sst2-run", "sst2-dev", "cartography", Bounds(), 5, "random", 1)
         assert (
-            data.case_studies_markdown("sst2-run", "sst2-dev", "cartography", Bounds(), "random", 1, again)
+            case_studies_markdown("sst2-run", "sst2-dev", "cartography", Bounds(), "random", 1, again)
             == random_text
         )
         assert not app.errors
@@ -251,7 +252,7 @@ async def test_qa_detail_highlights_gold_and_predicted_spans(tui_ws):  # noqa: A
         flt = ExampleFilter(
             dataset="squad-dev", run_id="squad-run", where="correctness > 0 AND correctness < 1"
         )
-        page = data.query_page(con, flt, 1, 0)
+        page = query_page(con, flt, 1, 0)
     example_id = page.rows[0][0]
     app = make_app(tui_ws)
     async with app.run_test(size=SIZE) as pilot:

@@ -17,10 +17,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from engine.analysis.regions import RANKING
+from engine.analysis.pages import ExampleFilter
+from engine.analysis.regions import RANKING, Bounds
 from storage.workspace import Workspace
 from tui_app.config import Settings, load_settings
-from tui_app.data import Bounds, ExampleFilter
 from tui_app.screens.cases import CasesScreen
 from tui_app.screens.compare import CompareScreen
 from tui_app.screens.datamap import DataMapScreen

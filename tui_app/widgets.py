@@ -9,7 +9,8 @@ from rich.text import Text
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
-from tui_app.data import AXES, Bounds, MapGrid
+from engine.analysis.datamap import MapGrid, boundary_cells
+from engine.analysis.regions import Bounds
 
 REGION_COLOURS = {
     "easy": "green3",
@@ -20,6 +21,7 @@ REGION_COLOURS = {
     "non-robust": "red3",
 }
 SHADES = "·░▒▓█"
+LINE_CHARS = {"|": "│", "-": "─"}  # boundary_cells' lines, drawn in box-drawing characters
 Y_LABEL_W = 6  # "1.00 ┤"
 
 
@@ -29,8 +31,9 @@ def grid_size(width: int, height: int) -> tuple[int, int]:
 
 
 class DataMapView(Widget, can_focus=True):
-    """Draws a MapGrid: one character per bin, shade by log density, colour by the region of the bin's centre,
-    the two boundaries as lines, and the selected region in bold."""
+    """Draws a MapGrid (engine.analysis.datamap, the grid `dynascope map` prints too): one character per bin,
+    shade by log density, colour by the region of the bin's centre, the two boundaries as lines, and the selected
+    region in bold."""
 
     DEFAULT_CSS = """
     DataMapView { height: 1fr; min-height: 8; }
@@ -52,40 +55,34 @@ class DataMapView(Widget, can_focus=True):
         if grid is None or grid.total == 0:
             return Text(self.message or "no per-example metrics for this run yet", style="italic")
         kind = grid.kind
-        (xcol, xlabel, _), (ycol, ylabel, _) = AXES[kind]
-        vx, hy = self.bounds.lines(kind)
-        vcol = min(grid.width - 1, max(0, int(vx / grid.x_max * grid.width))) if vx <= grid.x_max else None
-        hrow = min(grid.height - 1, max(0, int(hy / grid.y_max * grid.height))) if hy <= grid.y_max else None
-        peak = max(grid.counts.values())
+        bounds = self.bounds.of(kind)  # the bounds on screen, which the user may have moved since the binning
+        regions = grid.cell_regions(bounds)
+        boundary = boundary_cells(grid, bounds)
+        junction = LINE_CHARS["|" if kind == "cartography" else "-"]  # the line that spans the map goes on
+        peak = grid.max_count
         log_peak = math.log1p(peak)
         out = Text(no_wrap=True, overflow="crop")
-        out.append(f"{ylabel} ↑", style="bold")
+        out.append(f"{grid.y_label} ↑", style="bold")
         out.append("\n")
-        for by in range(grid.height - 1, -1, -1):
+        for row in range(grid.height):
+            by = grid.height - 1 - row  # bins counted from the bottom
             y_top = (by + 1) / grid.height * grid.y_max
             label = f"{y_top:5.2f}" if by in (grid.height - 1, 0) or by == grid.height // 2 else "     "
             out.append(label + "┤", style="dim")
-            for bx in range(grid.width):
-                n = grid.counts.get((bx, by), 0)
-                cx, cy = grid.cell_centre(bx, by)
-                region = self.bounds.region_of(kind, cx, cy)
-                colour = REGION_COLOURS.get(region, "white")
-                if kind == "robustness":  # the swing line spans the map; the robust line only below it
-                    on_hline = hrow is not None and by == hrow
-                    on_vline = vcol is not None and bx == vcol and (hrow is None or by < hrow)
-                else:  # the ambiguous line spans the map; the easy/hard line only left of it
-                    on_vline = vcol is not None and bx == vcol
-                    on_hline = hrow is not None and by == hrow and (vcol is None or bx < vcol)
+            for col in range(grid.width):
+                n = grid.counts[row][col]
+                region = regions[row][col]
+                line = boundary.get((row, col))
                 if n:
                     level = min(len(SHADES) - 1, int(math.log1p(n) / log_peak * (len(SHADES) - 1) + 0.5))
-                    style = colour + (" bold" if region == self.selected else "")
-                    if on_vline or on_hline:
+                    style = REGION_COLOURS.get(region or "", "white") + (
+                        " bold" if region == self.selected else ""
+                    )
+                    if line:
                         style += " underline"
                     out.append(SHADES[max(level, 0)], style=style)
-                elif on_vline:
-                    out.append("│", style="bright_white")
-                elif on_hline:
-                    out.append("─", style="bright_white")
+                elif line:
+                    out.append(junction if line == "+" else LINE_CHARS[line], style="bright_white")
                 else:
                     out.append(" ")
             out.append("\n")
@@ -93,6 +90,7 @@ class DataMapView(Widget, can_focus=True):
         out.append(axis + "\n", style="dim")
         left = "0"
         right = f"{grid.x_max:.3g}"
+        xlabel = grid.x_label
         pad = max(1, grid.width - len(left) - len(right) - len(xlabel) - 4)
         out.append(f"      {left}{' ' * (pad // 2)}{xlabel} →{' ' * (pad - pad // 2)}{right}", style="dim")
         return out

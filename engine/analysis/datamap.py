@@ -1,9 +1,10 @@
-"""The data map as binned counts (one SQL GROUP BY over the metrics) and as text.
+"""The data map as binned counts (one SQL GROUP BY over the metrics), drawn as text by `render_map` (the CLI's
+`dynascope map`) and as a widget by the app: both draw the same `MapGrid`.
 
 Cartography map: x = variability, y = confidence (Swayamdipta et al.), on the fixed ranges [0, 0.5] x [0, 1]
 (the largest possible std of a probability is 0.5), so maps of different runs line up. Robustness map
 (Zheng et al.): x = sensitivity (mean adversarial loss), y = adversarial variability, on [0, max] of the run
-(points beyond the last bin land in it).
+(points beyond the last bin land in it). The axes are `regions.AXES`.
 
 A million-example run is binned by DuckDB in well under a second; the app draws the grid, never the points.
 """
@@ -16,84 +17,108 @@ from dataclasses import dataclass, field
 import duckdb
 
 from engine.analysis.regions import (
-    CARTOGRAPHY_REGIONS,
-    ROBUSTNESS_REGIONS,
+    AXES,
+    REGIONS,
+    Axis,
+    Bounds,
     CartographyBounds,
     RobustnessBounds,
-    default_bounds,
+    kind_bounds,
+    region_of,
     region_sql,
 )
+from engine.analysis.sql import lit
 
-AXES = {
-    # kind: (x column, y column, x label, y label)
-    "cartography": ("variability", "confidence", "variability", "confidence"),
-    "robustness": ("sensitivity", "adv_variability", "sensitivity", "adversarial variability"),
-}
 SHADES = " .,:;=*#%@"  # density, low to high (log scale); no "-", "+" or "|": those draw the boundaries
 REGION_MARK = {"easy": "e", "ambiguous": "a", "hard": "h", "robust": "r", "non-robust": "n", "swing": "s"}
 
 
 @dataclass
 class MapGrid:
-    """Counts per cell. counts[row][col]: row 0 is the top (highest y), col 0 the left (lowest x)."""
+    """Counts per cell of a run's map on [0, x_max] x [0, y_max]. counts[row][col]: row 0 is the top (highest
+    y), col 0 the left (lowest x): the order in which the text map and the app's widget draw it."""
 
     kind: str
     width: int
     height: int
-    x_range: tuple[float, float]
-    y_range: tuple[float, float]
-    x_label: str
-    y_label: str
+    x_max: float
+    y_max: float
     counts: list[list[int]]
     total: int
     bounds: CartographyBounds | RobustnessBounds
     region_counts: dict[str, int] = field(default_factory=dict)
+    run_id: str = ""
+
+    @property
+    def x_axis(self) -> Axis:
+        return AXES[self.kind][0]
+
+    @property
+    def y_axis(self) -> Axis:
+        return AXES[self.kind][1]
+
+    @property
+    def x_label(self) -> str:
+        return self.x_axis.label
+
+    @property
+    def y_label(self) -> str:
+        return self.y_axis.label
+
+    @property
+    def x_range(self) -> tuple[float, float]:
+        return 0.0, self.x_max
+
+    @property
+    def y_range(self) -> tuple[float, float]:
+        return 0.0, self.y_max
 
     @property
     def max_count(self) -> int:
         return max((c for row in self.counts for c in row), default=0)
 
     def cell_center(self, row: int, col: int) -> tuple[float, float]:
-        x0, x1 = self.x_range
-        y0, y1 = self.y_range
-        x = x0 + (col + 0.5) * (x1 - x0) / self.width
-        y = y1 - (row + 0.5) * (y1 - y0) / self.height
-        return x, y
+        """(x, y) at the centre of a cell."""
+        return (col + 0.5) / self.width * self.x_max, (self.height - row - 0.5) / self.height * self.y_max
 
     def col_of(self, x: float) -> int:
-        x0, x1 = self.x_range
-        return min(self.width - 1, max(0, math.floor((x - x0) / (x1 - x0) * self.width)))
+        """The column holding x (as the binning SQL computes it, clamped to the grid)."""
+        return min(self.width - 1, max(0, math.floor(x / self.x_max * self.width)))
 
     def row_of(self, y: float) -> int:
-        y0, y1 = self.y_range
-        return self.height - 1 - min(self.height - 1, max(0, math.floor((y - y0) / (y1 - y0) * self.height)))
+        """The row holding y (row 0 at the top)."""
+        return self.height - 1 - min(self.height - 1, max(0, math.floor(y / self.y_max * self.height)))
 
-    def region_at(self, row: int, col: int) -> str:
+    def region_at(self, row: int, col: int) -> str | None:
         """The map region of a cell's centre under the grid's bounds."""
-        x, y = self.cell_center(row, col)
-        b = self.bounds
-        if isinstance(b, CartographyBounds):
-            if x >= b.ambiguous_variability:
-                return "ambiguous"
-            return "easy" if y >= b.easy_confidence else "hard"
-        if y >= b.swing_variability:
-            return "swing"
-        return "robust" if x < b.robust_sensitivity else "non-robust"
+        return region_of(self.kind, self.bounds, *self.cell_center(row, col))
+
+    def cell_regions(
+        self, bounds: CartographyBounds | RobustnessBounds | None = None
+    ) -> list[list[str | None]]:
+        """The region of every cell's centre (rows as in `counts`), under `bounds` or the grid's own."""
+        rule = (bounds or self.bounds).rule()
+        xcol, ycol = self.x_axis.column, self.y_axis.column
+        return [
+            [
+                rule.region({xcol: x, ycol: y})
+                for x, y in (self.cell_center(row, col) for col in range(self.width))
+            ]
+            for row in range(self.height)
+        ]
 
 
-def _ranges(
-    con: duckdb.DuckDBPyConnection, run_id: str, kind: str
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    if kind == "cartography":
-        return (0.0, 0.5), (0.0, 1.0)
-    xcol, ycol, _, _ = AXES[kind]
+def axis_max(con: duckdb.DuckDBPyConnection, run_id: str, kind: str) -> tuple[float, float]:
+    """The upper ends of the two axes: the fixed ones, else the run's maximum (1 when it has none)."""
+    xaxis, yaxis = AXES[kind]
+    if xaxis.fixed_max is not None and yaxis.fixed_max is not None:
+        return xaxis.fixed_max, yaxis.fixed_max
     row = con.execute(
-        f"SELECT max({xcol}), max({ycol}) FROM example_metrics WHERE run_id = ? AND {xcol} IS NOT NULL",
-        [run_id],
+        f"SELECT max({xaxis.column}), max({yaxis.column}) FROM example_metrics WHERE run_id = ?", [run_id]
     ).fetchone()
-    xmax = float(row[0]) if row and row[0] is not None and row[0] > 0 else 1.0
-    ymax = float(row[1]) if row and row[1] is not None and row[1] > 0 else 1.0
-    return (0.0, xmax), (0.0, ymax)
+    x_max = float(row[0]) if row and row[0] is not None and row[0] > 0 else 1.0
+    y_max = float(row[1]) if row and row[1] is not None and row[1] > 0 else 1.0
+    return xaxis.fixed_max or x_max, yaxis.fixed_max or y_max
 
 
 def bin_counts(
@@ -102,42 +127,61 @@ def bin_counts(
     kind: str = "cartography",
     width: int = 60,
     height: int = 20,
-    bounds: CartographyBounds | RobustnessBounds | None = None,
+    bounds: CartographyBounds | RobustnessBounds | Bounds | None = None,
 ) -> MapGrid:
-    """Bin the run's examples into a width x height grid with one SQL GROUP BY; also count examples per region."""
+    """Bin the run's examples into a width x height grid with one SQL GROUP BY over integer bin numbers, and
+    count the examples per region in one scan: a million-example run costs the same to draw as a thousand."""
     if kind not in AXES:
         raise ValueError(f"unknown map kind {kind!r}; choose one of {', '.join(AXES)}")
     width, height = max(1, int(width)), max(1, int(height))
-    bounds = bounds if bounds is not None else default_bounds(kind)
-    xcol, ycol, xlabel, ylabel = AXES[kind]
-    (x0, x1), (y0, y1) = _ranges(con, run_id, kind)
-    rows = con.execute(
-        f"""SELECT
-                least({width - 1}, greatest(0, floor(({xcol} - {x0!r}) / {(x1 - x0)!r} * {width})))::INTEGER AS bx,
-                least({height - 1}, greatest(0, floor(({ycol} - {y0!r}) / {(y1 - y0)!r} * {height})))::INTEGER AS by,
-                count(*) AS n
+    chosen = kind_bounds(kind, bounds)
+    xcol, ycol = (a.column for a in AXES[kind])
+    x_max, y_max = axis_max(con, run_id, kind)
+    cur = con.execute(
+        f"""SELECT least(greatest(trunc({xcol} * {width / x_max!r})::INTEGER, 0), {width - 1}) AS bx,
+                   least(greatest(trunc({ycol} * {height / y_max!r})::INTEGER, 0), {height - 1}) AS by,
+                   count(*) AS n
             FROM example_metrics
             WHERE run_id = ? AND {xcol} IS NOT NULL AND {ycol} IS NOT NULL
             GROUP BY ALL""",
         [run_id],
-    ).fetchall()
+    )
     counts = [[0] * width for _ in range(height)]
     total = 0
-    for bx, by, n in rows:
-        counts[height - 1 - by][bx] = int(n)
+    for bx, by, n in cur.fetchall():
+        counts[height - 1 - int(by)][int(bx)] = int(n)
         total += int(n)
-    names = CARTOGRAPHY_REGIONS if kind == "cartography" else ROBUSTNESS_REGIONS
-    region_counts = {name: 0 for name in names}
-    for region, n in con.execute(
-        f"""SELECT {region_sql(kind, bounds)} AS region, count(*) FROM example_metrics
-            WHERE run_id = ? AND {xcol} IS NOT NULL AND {ycol} IS NOT NULL GROUP BY ALL""",
-        [run_id],
-    ).fetchall():
-        if region is not None:
-            region_counts[region] = int(n)
     return MapGrid(
-        kind, width, height, (x0, x1), (y0, y1), xlabel, ylabel, counts, total, bounds, region_counts
+        kind,
+        width,
+        height,
+        x_max,
+        y_max,
+        counts,
+        total,
+        chosen,
+        region_counts(con, run_id, kind, chosen),
+        run_id,
     )
+
+
+def region_counts(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    kind: str,
+    bounds: CartographyBounds | RobustnessBounds | Bounds | None = None,
+) -> dict[str, int]:
+    """Examples per region under the bounds (every region of the kind, zero included), in one scan."""
+    xcol, ycol = (a.column for a in AXES[kind])
+    region = region_sql(kind, kind_bounds(kind, bounds))
+    names = REGIONS[kind]
+    filters = ", ".join(f"count(*) FILTER (WHERE r = {lit(name)})" for name in names)
+    row = con.execute(
+        f"""SELECT {filters} FROM (SELECT {region} AS r FROM example_metrics
+            WHERE run_id = ? AND {xcol} IS NOT NULL AND {ycol} IS NOT NULL)""",
+        [run_id],
+    ).fetchone()
+    return {name: int(row[i]) if row else 0 for i, name in enumerate(names)}
 
 
 def shade(count: int, max_count: int) -> str:
@@ -150,10 +194,13 @@ def shade(count: int, max_count: int) -> str:
     return SHADES[min(len(SHADES) - 1, max(1, level))]
 
 
-def boundary_cells(grid: MapGrid) -> dict[tuple[int, int], str]:
-    """(row, col) -> '|', '-' or '+' (where they meet) along the region boundaries."""
+def boundary_cells(
+    grid: MapGrid, bounds: CartographyBounds | RobustnessBounds | None = None
+) -> dict[tuple[int, int], str]:
+    """(row, col) -> '|', '-' or '+' (where they meet) along the region boundaries (`bounds`, else the grid's).
+    The line that spans the whole map is the first rule's: cartography's vertical one, robustness's horizontal."""
     cells: dict[tuple[int, int], str] = {}
-    b = grid.bounds
+    b = bounds if bounds is not None else grid.bounds
     x0, x1 = grid.x_range
     y0, y1 = grid.y_range
     if isinstance(b, CartographyBounds):
@@ -208,7 +255,9 @@ def render_map(grid: MapGrid, sparse_limit: int | None = None) -> list[str]:
             if line_char:  # boundaries are drawn over the points: they must stay visible in dense areas
                 chars.append(line_char)
             elif n:
-                chars.append(REGION_MARK[grid.region_at(row, col)] if sparse else shade(n, peak))
+                chars.append(
+                    REGION_MARK.get(grid.region_at(row, col) or "", "?") if sparse else shade(n, peak)
+                )
             else:
                 chars.append(" ")
         if row == 0:

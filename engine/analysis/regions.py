@@ -6,7 +6,9 @@ Two ways to name a region, both used by the papers:
   cartography (Swayamdipta et al. 2020): ambiguous = variability at or above a bound; below it, easy-to-learn =
   confidence at or above a bound, hard-to-learn = below it. Robustness (Zheng et al.): swing = adversarial
   variability at or above a bound; below it, robust = sensitivity (mean adversarial loss) below a bound,
-  non-robust = at or above it.
+  non-robust = at or above it. Each rule exists once, as data (`RegionRule`, from the bounds dataclasses):
+  `region_sql` reads it as a SQL CASE, `region_of` as Python (the app colours map cells with it); both map
+  kinds share `AXES`.
 - *top p% selections*, which is how the papers pick training subsets: easy = highest confidence, ambiguous =
   highest variability, hard = lowest confidence; robust = lowest sensitivity, non-robust = highest sensitivity,
   swing = highest adversarial variability. Ties are broken by example id, so a selection is deterministic.
@@ -20,12 +22,77 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CARTOGRAPHY_REGIONS = ("easy", "ambiguous", "hard")
 ROBUSTNESS_REGIONS = ("robust", "swing", "non-robust")
 SELECTION_REGIONS = ("easy", "ambiguous", "hard", "random", "robust", "non-robust", "swing")
 MAP_KINDS = ("cartography", "robustness")
+REGIONS = {"cartography": CARTOGRAPHY_REGIONS, "robustness": ROBUSTNESS_REGIONS}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a data map: the metric column, its label, and its fixed maximum (None: the run's maximum).
+    Every axis starts at 0."""
+
+    column: str
+    label: str
+    fixed_max: float | None = None
+
+
+# kind -> (x axis, y axis): the same axes for the app's map, `dynascope map` and the region rules below
+AXES: dict[str, tuple[Axis, Axis]] = {
+    # the largest possible std of a probability is 0.5: maps of different runs line up
+    "cartography": (Axis("variability", "variability", 0.5), Axis("confidence", "confidence", 1.0)),
+    "robustness": (
+        Axis("sensitivity", "sensitivity"),
+        Axis("adv_variability", "adversarial variability"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One step of a region rule: a row whose `column op bound` holds (and no earlier cut's) is in `region`."""
+
+    column: str
+    op: str  # ">=" or "<"
+    bound: float
+    region: str
+
+
+@dataclass(frozen=True)
+class RegionRule:
+    """A map's region rule as data, so the SQL CASE and the Python `region_of` are two readings of one rule.
+
+    `required` columns: a row with any of them NULL has no region (NULL). Otherwise the first cut that holds
+    names the region, else `otherwise`. A NULL value never satisfies a cut (as in SQL)."""
+
+    cuts: tuple[Cut, ...]
+    otherwise: str
+    required: tuple[str, ...] = ()
+
+    def sql(self) -> str:
+        """A CASE expression over the columns of `example_metrics`."""
+        whens = []
+        if self.required:
+            nulls = " OR ".join(f"{c} IS NULL" for c in self.required)
+            whens.append(f"WHEN {nulls} THEN NULL")
+        whens += [f"WHEN {c.column} {c.op} {float(c.bound)!r} THEN '{c.region}'" for c in self.cuts]
+        return f"CASE {' '.join(whens)} ELSE '{self.otherwise}' END"
+
+    def region(self, values: Mapping[str, float | None]) -> str | None:
+        """The region of one row (column -> value), by the same rule as `sql()`."""
+        if any(values.get(c) is None for c in self.required):
+            return None
+        for cut in self.cuts:
+            value = values.get(cut.column)
+            if value is None:
+                continue
+            if (value >= cut.bound) if cut.op == ">=" else (value < cut.bound):
+                return cut.region
+        return self.otherwise
 
 
 @dataclass(frozen=True)
@@ -33,28 +100,40 @@ class CartographyBounds:
     ambiguous_variability: float = 0.2  # variability at or above this is ambiguous
     easy_confidence: float = 0.5  # below the ambiguous band: confidence at or above this is easy, else hard
 
+    def rule(self) -> RegionRule:
+        return RegionRule(
+            (
+                Cut("variability", ">=", self.ambiguous_variability, "ambiguous"),
+                Cut("confidence", ">=", self.easy_confidence, "easy"),
+            ),
+            "hard",
+        )
+
 
 @dataclass(frozen=True)
 class RobustnessBounds:
     swing_variability: float = 0.5  # adversarial-loss std at or above this is swing
     robust_sensitivity: float = 1.0  # below the swing band: sensitivity below this is robust, else non-robust
 
+    def rule(self) -> RegionRule:
+        return RegionRule(
+            (
+                Cut("adv_variability", ">=", self.swing_variability, "swing"),
+                Cut("sensitivity", "<", self.robust_sensitivity, "robust"),
+            ),
+            "non-robust",
+            required=("sensitivity", "adv_variability"),
+        )
+
 
 def cartography_region_sql(bounds: CartographyBounds = CartographyBounds()) -> str:
     """A CASE expression naming the cartography map region of a metrics row."""
-    return (
-        f"CASE WHEN variability >= {float(bounds.ambiguous_variability)!r} THEN 'ambiguous' "
-        f"WHEN confidence >= {float(bounds.easy_confidence)!r} THEN 'easy' ELSE 'hard' END"
-    )
+    return bounds.rule().sql()
 
 
 def robustness_region_sql(bounds: RobustnessBounds = RobustnessBounds()) -> str:
     """A CASE expression naming the robustness map region of a metrics row (NULL without adversarial records)."""
-    return (
-        "CASE WHEN sensitivity IS NULL OR adv_variability IS NULL THEN NULL "
-        f"WHEN adv_variability >= {float(bounds.swing_variability)!r} THEN 'swing' "
-        f"WHEN sensitivity < {float(bounds.robust_sensitivity)!r} THEN 'robust' ELSE 'non-robust' END"
-    )
+    return bounds.rule().sql()
 
 
 def region_sql(kind: str, bounds: CartographyBounds | RobustnessBounds | None = None) -> str:
@@ -65,6 +144,76 @@ def region_sql(kind: str, bounds: CartographyBounds | RobustnessBounds | None = 
     if kind == "robustness":
         return robustness_region_sql(bounds if isinstance(bounds, RobustnessBounds) else RobustnessBounds())
     raise ValueError(f"unknown map kind {kind!r}; choose one of {', '.join(MAP_KINDS)}")
+
+
+def region_of(
+    kind: str, bounds: CartographyBounds | RobustnessBounds | Bounds | None, x: float | None, y: float | None
+) -> str | None:
+    """The region of a point (x, y) in the map's axes (AXES[kind]): the rule of `region_sql`, in Python."""
+    xaxis, yaxis = AXES[kind]
+    return kind_bounds(kind, bounds).rule().region({xaxis.column: x, yaxis.column: y})
+
+
+def kind_bounds(
+    kind: str, bounds: CartographyBounds | RobustnessBounds | Bounds | None
+) -> CartographyBounds | RobustnessBounds:
+    """The bounds of one map kind, given that kind's, both maps' (the app's `Bounds`) or None (the defaults)."""
+    if isinstance(bounds, Bounds):
+        return bounds.of(kind)
+    return bounds if bounds is not None else default_bounds(kind)
+
+
+# kind -> (the bound drawn as the vertical line, on x; the bound drawn as the horizontal line, on y)
+LINE_FIELDS = {
+    "cartography": ("ambiguous_variability", "easy_confidence"),
+    "robustness": ("robust_sensitivity", "swing_variability"),
+}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Both maps' region boundaries, as the app holds them (it moves them from the keyboard)."""
+
+    cartography: CartographyBounds = CartographyBounds()
+    robustness: RobustnessBounds = RobustnessBounds()
+
+    def region_sql(self, kind: str) -> str:
+        if kind == "robustness":
+            return robustness_region_sql(self.robustness)
+        return cartography_region_sql(self.cartography)
+
+    def of(self, kind: str) -> CartographyBounds | RobustnessBounds:
+        return self.robustness if kind == "robustness" else self.cartography
+
+    def region_of(self, kind: str, x: float, y: float) -> str | None:
+        """The region of a point (x, y) in the map's axes: the same rule as the SQL."""
+        return region_of(kind, self.of(kind), x, y)
+
+    def lines(self, kind: str) -> tuple[float, float]:
+        """(vertical boundary on x, horizontal boundary on y)."""
+        b, (xname, yname) = self.of(kind), LINE_FIELDS[kind]
+        return float(getattr(b, xname)), float(getattr(b, yname))
+
+    def moved(self, kind: str, axis: str, delta: float) -> Bounds:
+        """A copy with the vertical ('x') or horizontal ('y') boundary moved by delta: kept >= 0 and, on an axis
+        with a fixed range, within it."""
+        i = 0 if axis == "x" else 1
+        name, top = LINE_FIELDS[kind][i], AXES[kind][i].fixed_max
+        b = self.of(kind)
+        value = max(0.0, getattr(b, name) + delta)
+        if top is not None:
+            value = min(top, value)
+        b = replace(b, **{name: round(value, 4)})
+        if isinstance(b, RobustnessBounds):
+            return replace(self, robustness=b)
+        return replace(self, cartography=b)
+
+    def describe(self, kind: str) -> str:
+        if kind == "robustness":
+            b = self.robustness
+            return f"swing adv_var>={b.swing_variability:g}  robust sens<{b.robust_sensitivity:g}"
+        c = self.cartography
+        return f"ambiguous var>={c.ambiguous_variability:g}  easy conf>={c.easy_confidence:g}"
 
 
 def default_bounds(kind: str) -> CartographyBounds | RobustnessBounds:

@@ -1,5 +1,8 @@
 """Runs as the user sees them: what each was trained on (a selection's name, not its full dataset) and where a
-retrain came from ("ambiguous 33% of <run>"). Read from the catalog's `runs` table or a run's config.json."""
+retrain came from ("ambiguous 33% of <run>"). Read from the catalog's `runs` table or a run's config.json.
+
+`list_runs` is the CLI's listing; `runs_overview` the app's home (with a key metric); `get_run` one run's row
+with cheap flags; `latest_run_with_metrics` what the screens open by default."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ from typing import Any
 import duckdb
 
 from engine.analysis.selection import describe_selection
+from engine.analysis.sql import rows_as_dicts
+from storage.artifacts import run_state
+from storage.workspace import Workspace
 
 RUN_COLUMNS = """run_id, kind, dataset, json_extract_string(config, '$.subset') AS subset,
     json_extract_string(config, '$.source_run') AS source_run, json_extract(config, '$.selection') AS selection,
@@ -52,3 +58,65 @@ def list_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         run["trained_on"] = trained_on(run)
         runs.append(run)
     return runs
+
+
+def runs_overview(con: duckdb.DuckDBPyConnection, ws: Workspace | None = None) -> list[dict[str, Any]]:
+    """Runs as the app's home lists them, oldest first, with a key metric: the latest evaluation's, else the last
+    epoch's training metrics from events.jsonl (with `ws`). `dataset` is what the run trained on (a selection's
+    name for a retrain). Cheap on a million-example run (no scan of example_metrics)."""
+    cur = con.execute(
+        """SELECT r.run_id, r.kind, r.dataset AS full_dataset, json_extract_string(r.config, '$.subset') AS subset,
+                  json_extract(r.config, '$.selection') AS selection, r.model, r.status, r.epochs_done, r.n_epochs,
+                  strftime(r.created_at, '%Y-%m-%d %H:%M') AS created, r.metrics_epochs,
+                  (SELECT e.metrics FROM evaluations e WHERE e.run_id = r.run_id
+                   ORDER BY e.created_at DESC, e.eval_set LIMIT 1) AS last_eval
+           FROM runs r ORDER BY r.created_at, r.run_id"""
+    )
+    runs = rows_as_dicts(cur)
+    for run in runs:
+        run["dataset"] = trained_on({"subset": run["subset"], "dataset": run["full_dataset"]})
+        run["origin"] = origin(run)
+        run["train_metrics"] = run_state(ws.run_dir(run["run_id"])).metrics if ws is not None else {}
+        run["key_metric"] = key_metric(run)
+    return runs
+
+
+def key_metric(run: dict[str, Any]) -> str:
+    """The one number a run is known by: accuracy, F1 or EM of its latest evaluation, else its training metric."""
+    if run.get("last_eval"):
+        try:
+            metrics = json.loads(run["last_eval"])
+        except (TypeError, json.JSONDecodeError):
+            metrics = {}
+        for name in ("accuracy", "f1", "exact"):
+            if isinstance(metrics.get(name), (int, float)):
+                value = metrics[name]
+                return f"{name} {value:.3f}" if value <= 1 else f"{name} {value:.1f}"
+    for name in ("train_accuracy", "accuracy", "train_loss", "loss"):  # what training writes at epoch end
+        value = (run.get("train_metrics") or {}).get(name)
+        if isinstance(value, (int, float)):
+            return f"{name} {value:.3f}"
+    return ""
+
+
+def get_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
+    """The run's row; n_metrics / n_adv are flags (0/1), cheap on a million-example run."""
+    cur = con.execute(
+        """SELECT r.run_id, r.kind, r.dataset, r.status, r.epochs_done, r.n_epochs, d.task,
+                  (r.metrics_epochs > 0)::INTEGER AS n_metrics,
+                  EXISTS (SELECT 1 FROM example_metrics m WHERE m.run_id = r.run_id AND m.sensitivity IS NOT NULL)::INTEGER
+                      AS n_adv
+           FROM runs r LEFT JOIN datasets d ON d.name = r.dataset WHERE r.run_id = ?""",
+        [run_id],
+    )
+    found = rows_as_dicts(cur)
+    return found[0] if found else None
+
+
+def latest_run_with_metrics(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The newest run that has per-example metrics (what the map, examples and cases open by default)."""
+    row = con.execute(
+        """SELECT r.run_id FROM runs r WHERE EXISTS (SELECT 1 FROM example_metrics m WHERE m.run_id = r.run_id)
+           ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1"""
+    ).fetchone()
+    return row[0] if row else None

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import duckdb
 
+from engine.analysis.format import fmt_value
+from engine.analysis.metrics import metrics_query, region_summary
 from engine.analysis.regions import (
     CARTOGRAPHY_REGIONS,
     MAP_KINDS,
@@ -21,9 +22,7 @@ from engine.analysis.regions import (
     SELECTION_REGIONS,
     CartographyBounds,
     RobustnessBounds,
-    cartography_region_sql,
     parse_bounds,
-    robustness_region_sql,
 )
 from engine.analysis.selection import require_metrics, run_info
 from engine.cli.common import (
@@ -36,9 +35,6 @@ from engine.cli.common import (
     workspace_option,
 )
 from engine.errors import BadInputError
-from storage.metrics import METRIC_COLUMNS
-
-METRIC_FIELDS = METRIC_COLUMNS[1:]  # every per-example metric, without the id
 
 
 def _bounds(kind: str, text: str | None) -> CartographyBounds | RobustnessBounds:
@@ -46,36 +42,6 @@ def _bounds(kind: str, text: str | None) -> CartographyBounds | RobustnessBounds
         return parse_bounds(kind, text)
     except ValueError as exc:
         raise BadInputError(str(exc)) from exc
-
-
-def metrics_query(
-    info: dict[str, Any],
-    cart: CartographyBounds,
-    rob: RobustnessBounds,
-    region: str | None = None,
-    limit: int | None = None,
-) -> tuple[str, list[Any]]:
-    """Per-example metrics joined with the example's label and its map regions, in dataset order."""
-    rob_sql = robustness_region_sql(rob) if info["n_adversarial"] else "NULL::VARCHAR"
-    metric_cols = ", ".join(f"m.{c}" for c in METRIC_FIELDS)
-    params: list[Any] = [info["run_id"], info["dataset"] or ""]
-    where = ""
-    if region:
-        where = "WHERE m.region = ? OR m.robustness_region = ?"
-        params += [region, region]
-    sql = f"""
-        SELECT m.example_id, e.label, e.label_name, m.region, m.robustness_region,
-               round(m.correctness * m.epochs)::INTEGER AS correct_epochs, {metric_cols}
-        FROM (
-            SELECT *, {cartography_region_sql(cart)} AS region, {rob_sql} AS robustness_region
-            FROM example_metrics WHERE run_id = ?
-        ) m
-        LEFT JOIN examples e ON e.dataset = ? AND e.example_id = m.example_id
-        {where}
-        ORDER BY e.row_idx NULLS LAST, m.example_id
-        {f"LIMIT {int(limit)}" if limit is not None else ""}
-    """
-    return sql, params
 
 
 @click.command("metrics")
@@ -151,7 +117,7 @@ def metrics_cmd(
             rows = [dict(zip(cols, r)) for r in cur.fetchall()]
             print_json(rows)
             return
-        summary = _region_summary(con, info, cart, rob)
+        summary = region_summary(con, info, cart, rob)
         sql, params = metrics_query(info, cart, rob, region, 10 if limit is None else limit)
         cur = con.execute(sql, params)
         sample = cur.fetchall()
@@ -183,17 +149,9 @@ def metrics_cmd(
         click.echo(line)
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
 def text_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     """Plain aligned columns (numbers right-aligned): readable in a pipe, a log or a narrow terminal."""
-    cells = [[_fmt(v) for v in row] for row in rows]
+    cells = [[fmt_value(v) for v in row] for row in rows]
     numeric = [
         all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if r[i] is not None)
         for i in range(len(columns))
@@ -206,23 +164,6 @@ def text_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
         ).rstrip()
 
     return [line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells]
-
-
-def _region_summary(
-    con: duckdb.DuckDBPyConnection, info: dict[str, Any], cart: CartographyBounds, rob: RobustnessBounds
-) -> list[list[Any]]:
-    kinds = [("cartography", cartography_region_sql(cart))]
-    if info["n_adversarial"]:
-        kinds.append(("robustness", robustness_region_sql(rob)))
-    out = []
-    for kind, expr in kinds:
-        for region, n, conf, var, corr, forg in con.execute(
-            f"""SELECT {expr} AS region, count(*), avg(confidence), avg(variability), avg(correctness), avg(forgetting)
-                FROM example_metrics WHERE run_id = ? GROUP BY ALL ORDER BY region""",
-            [info["run_id"]],
-        ).fetchall():
-            out.append([kind, region, n, conf, var, corr, forg])
-    return out
 
 
 @click.command("map")

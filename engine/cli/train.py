@@ -23,6 +23,8 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from engine.analysis.format import fmt_duration, fmt_value
+from engine.analysis.progress import JobFollower
 from engine.cli.common import (
     catalog,
     get_workspace,
@@ -38,7 +40,7 @@ from engine.jobs.evaluate import EVALUATE
 from engine.jobs.retrain import RETRAIN
 from engine.jobs.spec import JobKind
 from engine.jobs.train import TRAIN
-from storage.artifacts import TERMINAL_STATES, EventTail, read_config
+from storage.artifacts import TERMINAL_STATES, read_config
 from storage.workspace import Workspace
 
 
@@ -47,7 +49,7 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
     (it stops at the next step, resumable); a second Ctrl+C stops following and leaves the job running."""
     from engine.jobs import cancel
 
-    tail = EventTail(ws.run_dir(run_id))
+    follower = JobFollower(ws.run_dir(run_id))
     status = "running"
     interrupted = 0
     columns = [
@@ -61,22 +63,10 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
         task = bar.add_task(run_id, total=None, info="starting ...")
         while True:
             try:
-                for event in tail.read_new():
+                events = follower.poll()
+                for event in events:
                     kind = event.get("type")
-                    if kind == "progress":
-                        total = event.get("total") or 1
-                        n_epochs = event.get("n_epochs") or _n_epochs(ws, run_id)
-                        info = (
-                            f"epoch {event['epoch'] + 1}/{n_epochs}  loss {event.get('loss', 0):.4f}  "
-                            f"{event.get('examples_per_s') or 0:.1f} ex/s  eta {_fmt_s(event.get('eta_s'))}"
-                        )
-                        bar.update(
-                            task,
-                            total=total * n_epochs,
-                            completed=event["epoch"] * total + event["step"],
-                            info=info,
-                        )
-                    elif kind == "epoch_end":
+                    if kind == "epoch_end":
                         metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in event.get("metrics", {}).items())
                         bar.console.print(f"epoch {event['epoch'] + 1} done: {metrics}", highlight=False)
                     elif kind == "log":
@@ -85,13 +75,22 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
                         status = event["status"]
                         if event.get("message") and status != "done":
                             bar.console.print(f"{status}: {event['message']}", highlight=False)
+                if any(e.get("type") == "progress" for e in events):
+                    p = follower.progress()
+                    n_epochs = p.n_epochs or _n_epochs(ws, run_id)
+                    completed, total = p.steps(n_epochs)
+                    info = (
+                        f"epoch {p.epoch + 1}/{n_epochs}  loss {p.loss or 0:.4f}  "
+                        f"{p.examples_per_s or 0:.1f} ex/s  eta {_fmt_s(p.eta_s)}"
+                    )
+                    bar.update(task, total=total, completed=completed, info=info)
                 if status in TERMINAL_STATES:
                     return status
                 if proc is not None and proc.poll() is not None:
                     time.sleep(0.2)
                     if not any(
                         e.get("status") in TERMINAL_STATES
-                        for e in tail.read_new()
+                        for e in follower.poll()
                         if e.get("type") == "state"
                     ):
                         bar.console.print(
@@ -113,15 +112,9 @@ def _n_epochs(ws: Workspace, run_id: str) -> int:
     return int((read_config(ws.run_dir(run_id)) or {}).get("epochs") or 1)
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def _fmt_s(v: Any) -> str:
-    if v is None:
-        return "?"
-    v = int(v)
-    return f"{v // 3600}:{v % 3600 // 60:02d}:{v % 60:02d}" if v >= 3600 else f"{v // 60}:{v % 60:02d}"
+# the one formatter of the read layer: a metric to 4 decimals ('-' when missing), a duration as m:ss / h:mm:ss
+_fmt = fmt_value
+_fmt_s = fmt_duration
 
 
 def kind_options(kind: JobKind) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -103,6 +103,49 @@ def run_evaluate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     return "done"
 
 
+def evaluate_inline(ws: Workspace, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """`dynascope eval` without --detach: score the run on each set in this process (no job folder); the
+    results land in the run's eval/ folder and the catalog like a job's."""
+    from engine.evaluation.scoring import eval_file_stem, evaluate_table, load_run_model
+    from engine.training.config import TrainConfig
+    from storage.sync import sync
+
+    config = EVALUATE.parse(values)
+    run_id = config["run"]
+    run_dir = ws.run_dir(run_id)
+    source_cfg = read_config(run_dir)
+    if source_cfg is None:
+        raise BadInputError(f"no run named '{run_id}' in {ws.root}; see `dynascope runs`")
+    cfg = TrainConfig.from_dict(source_cfg)
+    if config.get("batch_size"):
+        cfg.eval_batch_size = int(config["batch_size"])
+    names = list(dict.fromkeys(config["eval"]))
+    for name in names:
+        eval_file_stem(name)
+    with open_catalog(ws) as con:  # read the sets, then close: the model runs without holding the catalog
+        sync(ws, con)
+        sets = [export_dataset(con, name, what="evaluation set") for name in names]
+    for table, meta in sets:
+        if table.num_rows == 0:
+            raise BadInputError(f"'{meta['name']}' has no examples")
+    model = load_run_model(run_dir, cfg)
+    results = []
+    for table, meta in sets:
+        summary = evaluate_table(run_dir, model, cfg, meta["name"], table, meta)
+        assert summary is not None  # no stop callback: it runs to the end
+        results.append(
+            {
+                "run_id": run_id,
+                "eval_set": meta["name"],
+                "n_examples": summary["n_examples"],
+                "metrics": summary["metrics"],
+            }
+        )
+    with open_catalog(ws) as con:
+        sync(ws, con)  # registers eval/<set>.parquet and its summary
+    return results
+
+
 EVALUATE = JobKind(
     name="evaluate",
     help="Evaluate RUN on datasets: accuracy, or SQuAD EM/F1 (v2.0: HasAns/NoAns; adversarial: worst case too).",
@@ -117,4 +160,6 @@ EVALUATE = JobKind(
     run=run_evaluate_job,
     artifacts=("eval",),
     resumable=False,
+    command="eval",
+    inline=evaluate_inline,
 )

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from engine.analysis.regions import ADVERSARIAL_REGIONS, SELECTION_REGIONS, parse_bounds
+from engine.analysis.runs import origin
 from engine.errors import BadInputError
 from engine.jobs.spec import Field, JobKind
 from engine.jobs.train import EVAL, HYPERPARAMETERS, TRAIN, TRAIN_SETTINGS, create_train_run, run_train_job
@@ -57,7 +58,7 @@ def source_settings(ws: Workspace, run_id: str) -> dict[str, Any]:
     config = read_config(ws.run_dir(run_id))
     if config is None:
         raise BadInputError(f"no run named '{run_id}' in {ws.root}; see `dynascope runs`")
-    if config.get("kind", "train") not in ("train", "retrain"):
+    if "dynamics" not in config.get("artifacts", ["dynamics"]):  # configs before the registry: a training run
         raise BadInputError(f"run '{run_id}' is a {config.get('kind')} job; retrain needs a training run")
     # not --limit: the selection is already drawn from the examples the source run trained on
     inherited = {n: config.get(n) for n in HYPERPARAMETERS if n != "limit" and config.get(n) is not None}
@@ -139,6 +140,11 @@ def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
     return create_train_run(ws, train_values)
 
 
+def announce(config: dict[str, Any]) -> str:
+    selection = config.get("selection") or {}
+    return f"selected {selection.get('n_examples')} examples into '{selection.get('name')}' ({origin(config)})"
+
+
 RETRAIN = JobKind(
     name="retrain",
     help="Select a region of RUN's data map and train on it with RUN's settings (any train option overrides).",
@@ -155,4 +161,5 @@ RETRAIN = JobKind(
     create=create_retrain_run,
     run=run_train_job,
     artifacts=TRAIN.artifacts,
+    announce=announce,
 )

@@ -13,9 +13,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from engine.analysis.cases import case_studies, case_studies_markdown, export_path
+from engine.analysis.regions import Bounds
+from engine.analysis.runs import get_run, latest_run_with_metrics
 from storage.artifacts import write_atomic_bytes
-from tui_app import data
-from tui_app.data import Bounds
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import fill_table
 
@@ -84,14 +85,14 @@ class CasesScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="cases", exit_on_error=False)
     def load(self) -> None:
         with self.catalog(do_sync=True) as con:
-            run_id = self.run_id or data.latest_run_with_metrics(con)
-            run = data.get_run(con, run_id) if run_id else None
+            run_id = self.run_id or latest_run_with_metrics(con)
+            run = get_run(con, run_id) if run_id else None
             if run is None:
                 self.post_message(CasesLoaded(None, {}))
                 return
             kind = self.kind if run["n_adv"] else "cartography"
             self.kind = kind
-            studies = data.case_studies(
+            studies = case_studies(
                 con, run["run_id"], run["dataset"], kind, self.bounds, self.per_region, self.mode, self.seed
             )
         self.post_message(CasesLoaded(run, studies))
@@ -158,10 +159,10 @@ class CasesScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="cases-export", exit_on_error=False)
     def export(self, run: dict[str, Any], studies: dict[str, list[dict[str, Any]]]) -> None:
-        text = data.case_studies_markdown(
+        text = case_studies_markdown(
             run["run_id"], run["dataset"], self.kind, self.bounds, self.mode, self.seed, studies
         )
-        path = data.export_path(self.ws, run["run_id"], self.kind)
+        path = export_path(self.ws, run["run_id"], self.kind)
         write_atomic_bytes(path, text.encode())
         self.post_message(CasesExported(path))
 

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
-from tui_app import data
+from engine.analysis.evaluations import evaluations, metric_names
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import BarChart
 
@@ -62,12 +62,12 @@ class CompareScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def load(self) -> None:
         with self.catalog(do_sync=True) as con:
-            rows = data.evaluations(con)
+            rows = evaluations(con)
         self.post_message(EvalsLoaded(rows))
 
     def on_evals_loaded(self, message: EvalsLoaded) -> None:
         self.rows = message.rows
-        names = data.metric_names(self.rows)
+        names = metric_names(self.rows)
         if self.metric not in names:
             self.metric = names[0] if names else None
         picker = self.query_one(SelectionList)
@@ -82,7 +82,7 @@ class CompareScreen(BaseScreen):
         self.paint()
 
     def action_metric(self) -> None:
-        names = data.metric_names(self.rows)
+        names = metric_names(self.rows)
         if names:
             self.metric = (
                 names[(names.index(self.metric) + 1) % len(names)] if self.metric in names else names[0]

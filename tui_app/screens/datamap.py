@@ -13,9 +13,10 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
-from storage.artifacts import run_state
-from tui_app import data
-from tui_app.data import REGIONS, Bounds, MapGrid
+from engine.analysis.datamap import MapGrid, bin_counts, region_counts
+from engine.analysis.progress import JobFollower
+from engine.analysis.regions import REGIONS, Bounds
+from engine.analysis.runs import get_run, latest_run_with_metrics
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import REGION_COLOURS, DataMapView, grid_size
 
@@ -79,6 +80,7 @@ class DataMapScreen(BaseScreen):
         self.selected_region: str = REGIONS[kind][0]
         self._grid_size: tuple[int, int] = (0, 0)
         self._resize_timer: Any = None
+        self._follower: tuple[str, JobFollower] | None = None  # the run being watched for new epochs
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -116,7 +118,11 @@ class DataMapScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="map-live", exit_on_error=False)
     def watch_run(self, run_id: str, epochs_seen: int) -> None:
-        state = run_state(self.ws.run_dir(run_id))
+        if self._follower is None or self._follower[0] != run_id:
+            self._follower = (run_id, JobFollower(self.ws.run_dir(run_id)))
+        follower = self._follower[1]
+        follower.poll()  # only the events added since the last look
+        state = follower.state
         if state.epochs_done != epochs_seen or state.finished:
             self.app.call_from_thread(self.reload)
 
@@ -138,17 +144,17 @@ class DataMapScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="map", exit_on_error=False)
     def load_map(self, run_id: str | None, kind: str, bounds: Bounds, width: int, height: int) -> None:
         with self.catalog(do_sync=True) as con:
-            run_id = run_id or data.latest_run_with_metrics(con)
+            run_id = run_id or latest_run_with_metrics(con)
             if run_id is None:
                 self.post_message(MapLoaded(None, kind, None, {}, bounds))
                 return
-            run = data.get_run(con, run_id)
+            run = get_run(con, run_id)
             if run is None:
                 raise LookupError(f"no run named {run_id!r}")
             if kind == "robustness" and not run["n_adv"]:
                 kind = "cartography"
-            grid, counts = data.map_grid(con, run_id, kind, width, height, bounds)
-        self.post_message(MapLoaded(run, kind, grid, counts, bounds))
+            grid = bin_counts(con, run_id, kind, width, height, bounds)
+        self.post_message(MapLoaded(run, kind, grid, grid.region_counts, bounds))
 
     def on_map_loaded(self, message: MapLoaded) -> None:
         self.loaded = True
@@ -171,7 +177,7 @@ class DataMapScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="counts", exit_on_error=False)
     def load_counts(self, run_id: str, kind: str, bounds: Bounds) -> None:
         with self.catalog() as con:
-            counts = data.region_counts(con, run_id, kind, bounds)
+            counts = region_counts(con, run_id, kind, bounds)
         self.post_message(CountsLoaded(counts, bounds))
 
     def on_counts_loaded(self, message: CountsLoaded) -> None:

@@ -14,8 +14,14 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
-from tui_app import data
-from tui_app.data import ExampleDetail
+from engine.analysis.examples import (
+    ExampleDetail,
+    add_annotation,
+    get_annotations,
+    get_example,
+    prediction_span,
+)
+from engine.analysis.pages import METRICS
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import TrajectoryPlot
 
@@ -64,7 +70,7 @@ def qa_context(detail: ExampleDetail) -> tuple[Text, Text]:
     misses: dict[str, list[int]] = {}
     for row in detail.trajectory:
         pred = row.get("prediction")
-        span = data.prediction_span(pred, context)
+        span = prediction_span(pred, context)
         if span is None:
             if pred not in (None, ""):
                 misses.setdefault(str(pred), []).append(int(row["epoch"]))
@@ -91,7 +97,7 @@ def qa_context(detail: ExampleDetail) -> tuple[Text, Text]:
 
 def metrics_line(metrics: dict[str, Any]) -> str:
     parts = []
-    for name in data.METRICS:
+    for name in METRICS:
         value = metrics.get(name)
         if value is not None:
             parts.append(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}")
@@ -163,7 +169,7 @@ class DetailScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def load(self) -> None:
         with self.catalog(do_sync=True) as con:
-            detail = data.get_example(con, self.ws, self.dataset, self.example_id, self.run_id)
+            detail = get_example(con, self.ws, self.dataset, self.example_id, self.run_id)
         self.post_message(DetailLoaded(detail))
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
@@ -257,14 +263,14 @@ class DetailScreen(BaseScreen):
     @work(thread=True, exclusive=False, group="annotate", exit_on_error=False)
     def save(self, kind: str, value: str) -> None:
         with self.catalog() as con:
-            data.add_annotation(
+            add_annotation(
                 con,
                 self.dataset,
                 self.example_id,
                 tag=value if kind == "tag" else None,
                 note=value if kind == "note" else None,
             )
-            annotations = data.get_annotations(con, self.dataset, self.example_id)
+            annotations = get_annotations(con, self.dataset, self.example_id)
         self.post_message(AnnotationSaved(annotations, f"{kind} saved: {value}"))
 
     def on_annotation_saved(self, message: AnnotationSaved) -> None:

@@ -14,8 +14,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
-from tui_app import data
-from tui_app.data import METRICS, REGIONS, ExampleFilter
+from engine.analysis.datasets import list_datasets
+from engine.analysis.pages import METRICS, ExampleFilter, count_rows, query_page
+from engine.analysis.regions import REGIONS
+from engine.analysis.runs import get_run, latest_run_with_metrics
 from tui_app.page_table import Column, PageTable
 from tui_app.screens.base import BaseScreen
 
@@ -160,15 +162,15 @@ class ExamplesScreen(BaseScreen):
             if flt is None:
                 flt = self.initial_filter(con)
             elif flt.run_id and not flt.dataset:
-                run = data.get_run(con, flt.run_id)
+                run = get_run(con, flt.run_id)
                 if run is None:
                     raise LookupError(f"no run named {flt.run_id!r}")
                 flt = replace(flt, dataset=run["dataset"])
             if flt is None:
                 self.post_message(PageLoaded(ExampleFilter(dataset=""), 0, 0, [], [], "", 0.0))
                 return
-            total = data.count_rows(con, flt) if count else None
-            result = data.query_page(con, flt, PAGE_SIZE, page * PAGE_SIZE)
+            total = count_rows(con, flt) if count else None
+            result = query_page(con, flt, PAGE_SIZE, page * PAGE_SIZE)
             elapsed = (time.perf_counter() - started) * 1000
             self.post_message(PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed))
             known = total if total is not None else self.total
@@ -184,22 +186,22 @@ class ExamplesScreen(BaseScreen):
         last = max(0, -(-total // PAGE_SIZE) - 1)
         for neighbour in (page + 1, page - 1):
             if 0 <= neighbour <= last and neighbour not in cached:
-                result = data.query_page(con, flt, PAGE_SIZE, neighbour * PAGE_SIZE)
+                result = query_page(con, flt, PAGE_SIZE, neighbour * PAGE_SIZE)
                 self.post_message(PagePrefetched(flt, neighbour, result.columns, result.rows))
 
     def initial_filter(self, con: Any) -> ExampleFilter | None:
         run_id = self.want_run
         if run_id is None and self.want_dataset is None:
-            run_id = data.latest_run_with_metrics(con)
+            run_id = latest_run_with_metrics(con)
         if run_id is not None:
-            run = data.get_run(con, run_id)
+            run = get_run(con, run_id)
             if run is None:
                 raise LookupError(f"no run named {run_id!r}")
             if run["n_metrics"]:
                 return ExampleFilter(dataset=run["dataset"], run_id=run_id)
             return ExampleFilter(dataset=run["dataset"])
         if self.want_dataset is None:
-            datasets = data.list_datasets(con)
+            datasets = list_datasets(con)
             if not datasets:
                 return None
             return ExampleFilter(dataset=datasets[0]["name"])

@@ -11,7 +11,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from tui_app import data
+from engine.analysis.datasets import list_datasets
+from engine.analysis.progress import progress_of, workspace_fingerprint
+from engine.analysis.runs import runs_overview
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import fill_table
 
@@ -41,11 +43,10 @@ def short_source(source: str | None, keep: int = 2) -> str:
 
 
 def progress_text(job: dict[str, Any]) -> str:
-    prog = job.get("progress") or {}
-    epochs = f"{job.get('epochs_done', 0)}/{job.get('n_epochs') or '?'}"
-    if prog.get("total"):
-        pct = 100.0 * float(prog.get("step", 0)) / float(prog["total"])
-        return f"epoch {epochs}  {pct:3.0f}%"
+    p = progress_of(job)
+    epochs = f"{p.epochs_done}/{p.n_epochs or '?'}"
+    if p.epoch_fraction is not None:
+        return f"epoch {epochs}  {100.0 * p.epoch_fraction:3.0f}%"
     return f"epoch {epochs}"
 
 
@@ -107,16 +108,16 @@ class HomeScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="home", exit_on_error=False)
     def load(self, force: bool) -> None:
-        fingerprint = data.workspace_fingerprint(self.ws)
+        from engine.jobs import list_jobs
+
+        fingerprint = workspace_fingerprint(self.ws)
         if not force and fingerprint == self.fingerprint:
             return
         with self.catalog(do_sync=True) as con:
-            datasets = data.list_datasets(con)
-            runs = data.list_runs(con, self.ws)
-        jobs = [
-            j for j in data.list_jobs(self.ws) if j.get("status") in ("created", "running") and j.get("alive")
-        ]
-        self.post_message(HomeLoaded(datasets, runs, jobs, data.workspace_fingerprint(self.ws)))
+            datasets = list_datasets(con)
+            runs = runs_overview(con, self.ws)
+        jobs = [j for j in list_jobs(self.ws) if j.get("status") in ("created", "running") and j.get("alive")]
+        self.post_message(HomeLoaded(datasets, runs, jobs, workspace_fingerprint(self.ws)))
 
     def on_home_loaded(self, message: HomeLoaded) -> None:
         self.fingerprint = message.fingerprint

@@ -413,7 +413,8 @@ class JobsScreen(BaseScreen):
 
         with self.catalog(do_sync=True) as con:  # a run launched a moment ago is a source to pick
             datasets = {d["name"]: d["task"] for d in data.list_datasets(con)}
-            runs = [r["run_id"] for r in data.list_runs(con) if r.get("kind") in ("train", "retrain")]
+            trained = {k.name for k in KINDS.values() if k.trains_model}  # runs with a model and a data map
+            runs = [r["run_id"] for r in data.list_runs(con) if r.get("kind") in trained]
         inherited = {}
         for run in runs:
             try:
