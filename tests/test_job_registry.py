@@ -18,7 +18,7 @@ from tui_app.screens.jobs import JobForm, text_of
 pytest_plugins = ["tests.tui_fixtures"]  # tui_ws: sst2-dev (classification) and squad-dev (QA) with runs
 
 SIZE = (120, 36)
-COMMANDS = {"train": "train", "retrain": "retrain", "evaluate": "eval"}
+COMMANDS = {name: kind.command for name, kind in KINDS.items()}  # generated from the registry
 JOB_OPTIONS = {"detach", "resume_run", "workspace", "as_json"}  # how a job is started, not what it is
 
 

@@ -176,7 +176,7 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
 @user_errors
 def demo_cmd(no_tui: bool, workspace: str | None) -> None:
     """Build a demo workspace from real data, then open the app."""
-    from engine.cli.train import follow
+    from engine.cli.jobs import follow
     from engine.demo import build_demo, train_demo_run
 
     ws = get_workspace(workspace)

@@ -14,10 +14,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
+from engine.analysis.progress import JobFollower, progress_of
 from engine.errors import BadInputError
 from engine.jobs.registry import KINDS
 from engine.jobs.spec import Field, JobKind
-from storage.artifacts import EventTail, RunState
+from storage.artifacts import RunState
 from tui_app import data
 from tui_app.screens.base import BaseScreen
 from tui_app.screens.home import fill
@@ -55,29 +56,6 @@ def fmt_eta(seconds: Any) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def job_fraction(job: dict[str, Any] | RunState) -> float:
-    """Overall progress in [0, 1]: finished epochs plus the current epoch's share."""
-    status: Any
-    if isinstance(job, RunState):
-        status, done, n_epochs, prog = job.status, job.epochs_done, job.n_epochs, job.progress
-    else:
-        status, done, n_epochs, prog = (
-            job.get("status"),
-            job.get("epochs_done") or 0,
-            job.get("n_epochs"),
-            job.get("progress") or {},
-        )
-    if status == "done":
-        return 1.0
-    n = n_epochs or 0
-    if not n:
-        return 0.0
-    within = 0.0
-    if prog.get("total") and int(prog.get("epoch", done)) >= done:
-        within = min(1.0, float(prog.get("step", 0)) / float(prog["total"]))
-    return min(1.0, (done + within) / n)
 
 
 @dataclass
@@ -270,7 +248,7 @@ class JobsScreen(BaseScreen):
         self.open_form = new
         self.preset = preset
         self.jobs: list[dict[str, Any]] = []
-        self.tails: dict[str, tuple[EventTail, RunState]] = {}
+        self.followers: dict[str, JobFollower] = {}
         self.shown_run: str | None = None
         self.last_rows: list[tuple[str, list[str]]] = []
         self.launched: list[str] = []
@@ -315,9 +293,9 @@ class JobsScreen(BaseScreen):
             run_id = jobs[-1]["run_id"]
         state, new_logs = None, []
         if run_id is not None:
-            tail, state = self.tails.get(run_id) or (EventTail(self.ws.run_dir(run_id)), RunState())
-            for event in tail.read_new():
-                state.apply(event)
+            follower = self.followers.setdefault(run_id, JobFollower(self.ws.run_dir(run_id)))
+            state = follower.state
+            for event in follower.poll():
                 if event.get("type") == "log":
                     new_logs.append(str(event.get("message", "")))
                 elif event.get("type") == "state":
@@ -328,7 +306,6 @@ class JobsScreen(BaseScreen):
                         for k, v in (event.get("metrics") or {}).items()
                     )
                     new_logs.append(f"epoch {event.get('epoch')} done: {metrics}")
-            self.tails[run_id] = (tail, state)
         self.post_message(JobsPolled(jobs, run_id, state, new_logs[-200:]))
 
     def on_jobs_polled(self, message: JobsPolled) -> None:
@@ -348,7 +325,7 @@ class JobsScreen(BaseScreen):
                         str(job.get("dataset") or ""),
                         status,
                         f"{job.get('epochs_done', 0)}/{job.get('n_epochs') or '?'}",
-                        f"{100 * job_fraction(job):3.0f}%",
+                        f"{100 * progress_of(job).fraction:3.0f}%",
                         fmt_eta(prog.get("eta_s")) if job.get("status") == "running" else "-",
                         str(job.get("pid") or ""),
                     ],
@@ -388,7 +365,7 @@ class JobsScreen(BaseScreen):
                 else ""
             )
         )
-        self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=job_fraction(state))
+        self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=progress_of(state).fraction)
         parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in state.metrics.items()]
         if prog.get("loss") is not None and state.status == "running":
             parts.insert(0, f"step loss {float(prog['loss']):.4f}")
