@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from storage.artifacts import list_eval_files, list_shards, pid_alive, read_config, run_state
+from storage.artifacts import ARTIFACT_KINDS, list_eval_files, list_shards, pid_alive, read_config, run_state
 from storage.catalog import transaction
 from storage.metrics import materialise_metrics
 from storage.workspace import Workspace
@@ -106,8 +106,12 @@ def _sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
                 )
                 report.runs_updated.append(run_id)
 
+            # What the job's kind leaves for sync (config.json lists it; a config from before the registry: all).
+            artifacts = set(config.get("artifacts") or ARTIFACT_KINDS)
             # Only shards of epochs the run declared complete count: every rank's shard is then in place.
             complete = [(e, r, p) for e, r, p in list_shards(run_dir) if e < state.epochs_done]
+            if "dynamics" not in artifacts:
+                complete = []
             for epoch, rank, path in complete:
                 rel = _relative(ws, path)
                 if rel in registered:
@@ -130,7 +134,7 @@ def _sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
                 )
                 report.metrics_runs.append(run_id)
 
-            for eval_set, path in list_eval_files(run_dir):
+            for eval_set, path in list_eval_files(run_dir) if "eval" in artifacts else []:
                 rel = _relative(ws, path)
                 mtime = path.with_suffix(".json").stat().st_mtime
                 if rel in registered and registered[rel] == mtime:

@@ -138,3 +138,33 @@ async def test_form_and_cli_refuse_out_of_bounds_values_with_the_same_message(tu
             assert result.exit_code == 2, (f.name, result.output)
             assert message in " ".join(result.output.split()), (message, result.output)
     assert set(tui_ws.run_ids()) == runs_before  # a refused request creates no run folder
+
+
+def test_sync_folds_in_only_what_the_job_kind_declares(tui_ws):  # noqa: ANN001
+    """A kind's `artifacts` go into config.json; sync registers those and nothing else from the run folder."""
+    from storage.artifacts import write_config
+    from storage.catalog import open_catalog
+    from storage.sync import sync
+    from tests.tui_helpers import write_run
+
+    with open_catalog(tui_ws) as con:
+        ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT example_id FROM examples WHERE dataset = 'sst2-dev' LIMIT 50"
+            ).fetchall()
+        ]
+    for run_id, artifacts in (("declares-eval", ["eval"]), ("declares-dynamics", ["dynamics", "eval"])):
+        write_run(tui_ws, run_id, "sst2-dev", ids, epochs=2)
+        config = read_config(tui_ws.run_dir(run_id))
+        write_config(tui_ws.run_dir(run_id), {**config, "artifacts": artifacts})
+    with open_catalog(tui_ws) as con:
+        sync(tui_ws, con)
+        counts = dict(
+            con.execute(
+                """SELECT r.run_id, (SELECT count(*) FROM example_metrics m WHERE m.run_id = r.run_id)
+                   FROM runs r WHERE r.run_id LIKE 'declares-%'"""
+            ).fetchall()
+        )
+    assert counts == {"declares-eval": 0, "declares-dynamics": 50}
+    assert all(set(k.artifacts) <= {"dynamics", "eval"} for k in KINDS.values())
