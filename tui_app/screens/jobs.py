@@ -84,7 +84,8 @@ class JobForm(BaseModal[dict[str, Any]]):
     JobForm .row { height: 3; }
     JobForm .row Label { width: 16; padding: 1 1 0 0; }
     JobForm .row Input, JobForm .row Select { width: 1fr; }
-    JobForm #form-note { height: auto; color: $text-muted; }
+    JobForm .row Select { margin-top: 1; }
+    JobForm #form-note { height: auto; color: $warning; }
     JobForm #form-buttons { height: 3; align-horizontal: right; }
     """
 
@@ -119,6 +120,7 @@ class JobForm(BaseModal[dict[str, Any]]):
         with VerticalScroll():
             yield Static(f"[b]New {self.kind_name} job[/b]  (ctrl+s launch, escape cancel)")
             yield Static(self.kind.help, id="form-help")
+            yield Static(self.note, id="form-note")
             yield Horizontal(
                 Label("kind"),
                 Select(
@@ -133,7 +135,6 @@ class JobForm(BaseModal[dict[str, Any]]):
             for f in self.form_fields():
                 value = self.typed.get(f.name, text_of(defaults.get(f.name)))
                 yield Horizontal(Label(f.label), self.widget_for(f, value), classes="row")
-            yield Static(self.note, id="form-note")
             with Horizontal(id="form-buttons"):
                 yield Button("Launch", variant="primary", id="launch")
                 yield Button("Cancel", id="cancel")
