@@ -10,16 +10,21 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SHARD_RE = re.compile(r"epoch=(\d+)/rank=(\d+)\.parquet$")
 TERMINAL_STATES = ("done", "failed", "cancelled")
+# What a job may leave in its run folder for sync to fold into the catalog (a job kind names its own, and its
+# config.json lists them): per-epoch dynamics shards, and evaluation files (eval/<set>.parquet + .json).
+ARTIFACT_KINDS = ("dynamics", "eval")
 
 
 def _temp_name(path: Path) -> Path:
@@ -41,13 +46,29 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression=options.pop("compression", "zstd"), **options)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+# ---- dynamics shards -----------------------------------------------------------------------------------
+#
+# The logical dynamics row (storage.metrics.DYNAMICS_COLUMNS: epoch, rank, example_id string, DOUBLE values, ...)
+# is stored compactly. A shard holds `example_idx` (INTEGER), the example's position in the run's id list
+# `dynamics/ids.parquet` (example_idx, example_id), instead of the id string; its rows are sorted by that index
+# (delta-encoded, it then costs almost nothing, and a lookup of one example reads one row group); every
+# floating-point column is stored as float32, the precision the model's logits carry (byte-stream-split encoded,
+# which zstd compresses better). Metrics group by the integer and join the ids once, at the end.
+#
+# Shards written before this layout hold `example_id` strings and float64 values and no ids file; the readers
+# (shard_view_sql, storage.metrics) take both layouts, also mixed in one run (a run resumed across the upgrade).
+
+IDS_FILE = "ids.parquet"
+SHARD_KEY = "example_idx"
 
 
 def dynamics_dir(run_dir: Path) -> Path:
@@ -58,9 +79,115 @@ def shard_path(run_dir: Path, epoch: int, rank: int) -> Path:
     return dynamics_dir(run_dir) / f"epoch={epoch:03d}" / f"rank={rank}.parquet"
 
 
-def write_shard(run_dir: Path, epoch: int, rank: int, table: pa.Table) -> Path:
+def ids_path(run_dir: Path) -> Path:
+    """The run's id list: row i holds example_idx i and its example_id."""
+    return dynamics_dir(run_dir) / IDS_FILE
+
+
+def ids_path_of_shard(path: Path) -> Path:
+    """The id list that the shard `.../dynamics/epoch=NNN/rank=R.parquet` indexes into."""
+    return path.parent.parent / IDS_FILE
+
+
+def read_example_ids(run_dir: Path) -> pa.Array | None:
+    """The run's example ids in index order (a string array), or None when the run has no id list."""
+    path = ids_path(run_dir)
+    if not path.is_file():
+        return None
+    # ParquetFile.read: pq.read_table would import pandas (a third of a second) to look for its metadata
+    return pq.ParquetFile(path).read(columns=["example_id"]).column("example_id").combine_chunks()
+
+
+def _string_array(ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if not isinstance(ids, pa.Array):
+        ids = pa.array(ids, pa.string())
+    return pc.cast(ids, pa.string()) if ids.type != pa.string() else ids
+
+
+def _range(n: int) -> pa.Array:
+    """int32 0..n-1. From the buffer: `pa.array` would import pandas (a third of a second) to check its input."""
+    return pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int32))])
+
+
+def register_example_ids(run_dir: Path, ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Make sure the run's id list holds every id of `ids`; returns the whole list, in index order.
+
+    Ids already listed keep their index and new ones are appended in their order, so an index never changes
+    once a shard uses it. Ranks of one run may call this at the same time as long as each passes the run's
+    whole example list, in the same order (the trainer does): they then write identical files (temp + rename).
+    """
+    given = _string_array(ids)
+    existing = read_example_ids(run_dir)
+    if existing is not None and existing.equals(given):  # the usual case: the same whole list again
+        return existing
+    wanted = pc.unique(given)  # in order of first occurrence
+    if existing is not None:
+        new = pc.filter(wanted, pc.invert(pc.is_in(wanted, value_set=existing)))
+        if not len(new):
+            return existing
+        wanted = pa.concat_arrays([existing, new])
+    n = len(wanted)
+    if n >= 2**31:
+        raise ValueError(f"{n} examples: the shard index is a 32-bit integer")
+    table = pa.table({SHARD_KEY: _range(n), "example_id": wanted})
+    write_parquet_atomic(
+        table, ids_path(run_dir), use_dictionary=False, column_encoding={SHARD_KEY: "DELTA_BINARY_PACKED"}
+    )
+    return wanted
+
+
+def compact_shard(
+    run_dir: Path, table: pa.Table, example_ids: Sequence[str] | pa.Array | None = None
+) -> pa.Table:
+    """The stored form of a shard table: `example_id` strings become `example_idx` (registering them in the
+    run's id list, seeded with `example_ids`, the run's whole example list, when given), floats become float32,
+    and rows are sorted by the index. A table that has `example_idx` already is only cast and sorted."""
+    if SHARD_KEY not in table.column_names:
+        ids = _string_array(table.column("example_id"))
+        known = register_example_ids(run_dir, example_ids if example_ids is not None else ids)
+        index = pc.index_in(ids, value_set=known)
+        if index.null_count:  # ids outside the given list: append them
+            known = register_example_ids(run_dir, ids)
+            index = pc.index_in(ids, value_set=known)
+        pos = table.column_names.index("example_id")
+        table = table.remove_column(pos).add_column(pos, SHARD_KEY, index.cast(pa.int32()))
+    fields = []
+    for f in table.schema:
+        if pa.types.is_floating(f.type):
+            fields.append(pa.field(f.name, pa.float32()))
+        elif f.name in ("epoch", "rank", SHARD_KEY):
+            fields.append(pa.field(f.name, pa.int32()))
+        else:
+            fields.append(f)
+    table = table.cast(pa.schema(fields))
+    return table.take(pc.sort_indices(table.column(SHARD_KEY)))
+
+
+def _shard_options(table: pa.Table) -> dict[str, Any]:
+    floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
+    encoding = {name: "BYTE_STREAM_SPLIT" for name in floats}
+    if SHARD_KEY in table.column_names:
+        encoding[SHARD_KEY] = "DELTA_BINARY_PACKED"
+    plain = set(encoding)
+    return {
+        "use_dictionary": [f.name for f in table.schema if f.name not in plain],
+        "column_encoding": encoding,
+    }
+
+
+def write_shard(
+    run_dir: Path,
+    epoch: int,
+    rank: int,
+    table: pa.Table,
+    example_ids: Sequence[str] | pa.Array | None = None,
+) -> Path:
+    """Write one rank's shard of one epoch (temp name + rename) in the compact layout (see compact_shard)."""
+    table = compact_shard(run_dir, table, example_ids)
     path = shard_path(run_dir, epoch, rank)
-    write_parquet_atomic(table, path)
+    write_parquet_atomic(table, path, **_shard_options(table))
     return path
 
 
@@ -75,15 +202,63 @@ def list_shards(run_dir: Path) -> list[tuple[int, int, Path]]:
 
 
 def shard_glob(run_dir: Path) -> str:
-    """A `read_parquet` glob over the complete shards of a run (live views read these directly)."""
+    """A `read_parquet` glob over the complete shards of a run (their stored layout, see above)."""
     return (dynamics_dir(run_dir) / "epoch=*" / "rank=*.parquet").as_posix()
 
 
+def sql_path(path: Path | str) -> str:
+    """A path as a quoted SQL string literal."""
+    text = path.as_posix() if isinstance(path, Path) else path
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parquet_sql(paths: Sequence[Path]) -> str:
+    """`read_parquet` over the given shards in their stored layout. Hive partitioning is off: the folder name
+    `epoch=NNN` would otherwise shadow the integer `epoch` column with a string."""
+    quoted = ", ".join(sql_path(p) for p in paths)
+    return f"read_parquet([{quoted}], union_by_name = true, hive_partitioning = false)"
+
+
+def shard_schema(paths: Sequence[Path]) -> dict[str, pa.DataType]:
+    """The union of the shards' columns (name -> stored type; the first shard's type where they differ)."""
+    columns: dict[str, pa.DataType] = {}
+    for path in paths:
+        for f in pq.read_schema(path):
+            columns.setdefault(f.name, f.type)
+    return columns
+
+
+def shard_view_sql(paths: Sequence[Path], columns: dict[str, pa.DataType] | None = None) -> str:
+    """A relation over the given shards with the logical dynamics columns (example_id string, DOUBLE values),
+    whichever layout they were written in. `columns` is `shard_schema(paths)` when the caller has it."""
+    columns = shard_schema(paths) if columns is None else columns
+    compact, legacy = SHARD_KEY in columns, "example_id" in columns
+    src = parquet_sql(paths)
+    if not compact:
+        return src
+    ids = f"read_parquet({sql_path(ids_path_of_shard(paths[0]))})"
+    if legacy:  # a run resumed across the upgrade: both layouts
+        key, join = "coalesce(s.example_id, i.example_id)", "LEFT JOIN"
+    else:  # a lookup's filter on the id reaches the ids scan: the join's build side is one row
+        key, join = "i.example_id", "JOIN"
+    select = ["s.epoch", "s.rank", f"{key} AS example_id"]
+    for name, dtype in columns.items():
+        if name in ("epoch", "rank", "example_id", SHARD_KEY):
+            continue
+        quoted = '"' + name.replace('"', '""') + '"'
+        select.append(f"s.{quoted}::DOUBLE AS {quoted}" if pa.types.is_floating(dtype) else f"s.{quoted}")
+    return f"(SELECT {', '.join(select)} FROM {src} s {join} {ids} i ON i.{SHARD_KEY} = s.{SHARD_KEY})"
+
+
 def shard_scan_sql(run_dir: Path) -> str:
-    """`read_parquet` over a run's complete shards. Hive partitioning is off: the folder name `epoch=NNN`
-    would otherwise shadow the integer `epoch` column with a string."""
-    glob = shard_glob(run_dir).replace("'", "''")
-    return f"read_parquet('{glob}', hive_partitioning = false, union_by_name = true)"
+    """A relation over a run's complete shards, as of now, with the logical dynamics columns (example_id string,
+    DOUBLE values) whichever layout they were written in (live views read these)."""
+    paths = [p for _, _, p in list_shards(run_dir)]
+    if not paths:
+        return (
+            f"read_parquet({sql_path(shard_glob(run_dir))}, hive_partitioning = false, union_by_name = true)"
+        )
+    return shard_view_sql(paths)
 
 
 # ---- config.json ---------------------------------------------------------------------------------------

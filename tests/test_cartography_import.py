@@ -175,11 +175,22 @@ def test_imported_metrics_equal_cartography_definitions(ws: Workspace, cli, setu
     assert rows[str(guids[1])]["forgetting"] == 2 and rows[str(guids[0])]["never_learned"] is True
     assert never >= 1 and forgotten >= 3
 
-    # the shards carry the columns our trainer writes, computed from the logits
-    shard = ws.run_dir("imp") / "dynamics" / "epoch=000" / "rank=0.parquet"
+    # the shards carry the columns our trainer writes, computed from the logits (read back as logical rows;
+    # stored compactly: integer example index into the run's id list, float32 values)
+    import duckdb
     import pyarrow.parquet as pq
 
-    table = pq.read_table(shard).to_pylist()
+    from storage.artifacts import read_example_ids, shard_scan_sql
+    from storage.metrics import DYNAMICS_COLUMNS
+
+    run_dir = ws.run_dir("imp")
+    stored = pq.read_schema(run_dir / "dynamics" / "epoch=000" / "rank=0.parquet")
+    assert "example_id" not in stored.names and str(stored.field("example_idx").type) == "int32"
+    assert str(stored.field("gold_prob").type) == "float"
+    assert sorted(read_example_ids(run_dir).to_pylist()) == sorted(str(g) for g in guids)
+    rel = duckdb.sql(f"SELECT * FROM {shard_scan_sql(run_dir)} WHERE epoch = 0")
+    table = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+    assert set(table[0]) == set(DYNAMICS_COLUMNS) and len(table) == len(guids)
     rec = next(r for r in table if r["example_id"] == str(guids[2]))  # logits [1, 2, 3]
     probs = np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum()
     gold2 = 2 % N_CLASSES
@@ -271,3 +282,57 @@ def test_clear_errors_name_file_and_line(ws: Workspace, cli, setup, tmp_path: Pa
     _expect_error(
         cli, str(folder), "--dataset", "snli-mini", "--name", "first", contains=["first", "already exists"]
     )
+
+
+def test_the_fast_reader_is_as_strict_as_the_line_reader(tmp_path: Path) -> None:
+    """DuckDB's JSON reader would cast quietly what its type sample did not see (a float gold to an integer, a
+    boolean or string logit to a number); types are detected over the whole file, so such a record far down a
+    large file still gets the line reader's message. What the line reader accepts is still read."""
+    import duckdb
+
+    from engine.importing.cartography import load_epoch
+
+    def write(name: str, lines: list[str]) -> Path:
+        path = tmp_path / name / "dynamics_epoch_0.jsonl"
+        path.parent.mkdir()
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    good = [json.dumps({"guid": i, "logits_epoch_0": [0.5, -1.0, 2.0], "gold": i % 3}) for i in range(25_000)]
+    cases = {
+        "float_gold": (
+            '{"guid": 99999, "logits_epoch_0": [0.5, 1.5, -2.0], "gold": 1.5}',
+            "gold must be a class",
+        ),
+        "bool_logit": ('{"guid": 99999, "logits_epoch_0": [true, 1.5, -2.0], "gold": 1}', "list of numbers"),
+        "string_logit": ('{"guid": 99999, "logits_epoch_0": ["3", 1.5, -2.0], "gold": 1}', "list of numbers"),
+        "bool_guid": (
+            '{"guid": true, "logits_epoch_0": [0.5, 1.5, -2.0], "gold": 1}',
+            "guid must be a string",
+        ),
+        "null_logit": ('{"guid": 99999, "logits_epoch_0": [0.5, null, -2.0], "gold": 1}', "list of numbers"),
+    }
+    for name, (bad, message) in cases.items():
+        path = write(name, good[:24_000] + [bad] + good[24_000:])
+        with duckdb.connect() as con, pytest.raises(BadInputError) as info:
+            load_epoch(con, path, 0, None)
+        assert f"{path}:24001" in str(info.value) and message in str(info.value), (name, str(info.value))
+
+    # mixed integer and string guids: not one column type, so the line reader reads it (str(guid), as before)
+    mixed = write("mixed", good[:3] + ['{"guid": "s-1", "logits_epoch_0": [1, 2, 3], "gold": 2}'])
+    # blank lines and CRLF endings: the fast reader keeps the file's record order
+    crlf = write("crlf", [good[2], "", good[0] + "\r", "   ", good[1]])
+    with duckdb.connect() as con:
+        assert load_epoch(con, mixed, 0, None) == 3
+        assert con.execute("SELECT guid, gold FROM epoch_0 ORDER BY rowid").fetchall() == [
+            ("0", 0),
+            ("1", 1),
+            ("2", 2),
+            ("s-1", 2),
+        ]
+        assert load_epoch(con, crlf, 0, 3) == 3
+        assert [r[0] for r in con.execute("SELECT guid::VARCHAR FROM epoch_0 ORDER BY rowid").fetchall()] == [
+            "2",
+            "0",
+            "1",
+        ]

@@ -52,10 +52,11 @@ def wait_gone(pid: int, timeout: float = 60.0) -> None:
 
 
 def shard_rows(ws, run_id: str) -> list[tuple]:
-    glob = (ws.run_dir(run_id) / "dynamics" / "*" / "*.parquet").as_posix()
+    from storage.artifacts import shard_scan_sql
+
     return duckdb.sql(
         f"""SELECT epoch, example_id, gold_prob, correct, loss, margin, el2n, prediction
-            FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY epoch, example_id"""
+            FROM {shard_scan_sql(ws.run_dir(run_id))} ORDER BY epoch, example_id"""
     ).fetchall()
 
 

@@ -40,8 +40,12 @@ def finish(run_dir: Path, epochs: int, dataset: str = "ds", done: bool = True, *
     write_config(run_dir, {"kind": "train", "dataset": dataset, "epochs": epochs, **config})
 
 
-def random_dynamics(n: int, epochs: int, seed: int = 0, adversarial: bool = True) -> dict[str, np.ndarray]:
-    """(n, epochs) matrices of every recorded quantity."""
+def random_dynamics(
+    n: int, epochs: int, seed: int = 0, adversarial: bool = True, float32: bool = True
+) -> dict[str, np.ndarray]:
+    """(n, epochs) matrices of every recorded quantity. The values are float32 numbers (held in float64), as a
+    model's float32 logits give them and as the shards store them, so the metrics must match a float64 numpy
+    reference over them exactly (to 1e-9); `float32=False` gives full float64 values."""
     rng = np.random.default_rng(seed)
     base = rng.random(n)[:, None]
     gold_prob = np.clip(base + rng.normal(0, 0.25, (n, epochs)), 0, 1)
@@ -56,6 +60,10 @@ def random_dynamics(n: int, epochs: int, seed: int = 0, adversarial: bool = True
     if adversarial:
         out["adv_loss"] = rng.exponential(1.0, (n, epochs))
         out["adv_correct"] = rng.random((n, epochs)) < 0.6
+    if float32:
+        out = {
+            k: v.astype(np.float32).astype(np.float64) if v.dtype.kind == "f" else v for k, v in out.items()
+        }
     return out
 
 

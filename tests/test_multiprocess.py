@@ -15,19 +15,21 @@ N = 45  # odd on purpose: the sampler must pad one rank with a repeat
 
 
 def shard_stats(ws, run_id: str) -> list[tuple]:
-    glob = (ws.run_dir(run_id) / "dynamics" / "*" / "*.parquet").as_posix()
+    from storage.artifacts import shard_scan_sql
+
     return duckdb.sql(
         f"""SELECT epoch, rank, count(*), count(DISTINCT example_id)
-            FROM read_parquet('{glob}', hive_partitioning = false) GROUP BY ALL ORDER BY ALL"""
+            FROM {shard_scan_sql(ws.run_dir(run_id))} GROUP BY ALL ORDER BY ALL"""
     ).fetchall()
 
 
 def epoch_ids(ws, run_id: str, epoch: int) -> list[str]:
-    glob = (ws.run_dir(run_id) / "dynamics" / f"epoch={epoch:03d}" / "*.parquet").as_posix()
+    from storage.artifacts import shard_scan_sql
+
     return [
         r[0]
-        for r in duckdb.sql(
-            f"SELECT example_id FROM read_parquet('{glob}', hive_partitioning = false)"
+        for r in duckdb.execute(
+            f"SELECT example_id FROM {shard_scan_sql(ws.run_dir(run_id))} WHERE epoch = ?", [epoch]
         ).fetchall()
     ]
 

@@ -16,10 +16,10 @@ N_QUESTIONS = 24
 
 
 def shard_rows(ws, run_id: str) -> list[dict]:
-    glob = (ws.run_dir(run_id) / "dynamics" / "*" / "*.parquet").as_posix()
-    rel = duckdb.sql(
-        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY epoch, example_id"
-    )
+    """The run's dynamics rows with the logical columns (example_id strings), read from the compact shards."""
+    from storage.artifacts import shard_scan_sql
+
+    rel = duckdb.sql(f"SELECT * FROM {shard_scan_sql(ws.run_dir(run_id))} ORDER BY epoch, example_id")
     return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
 
 

@@ -5,8 +5,13 @@ looks for `.json`), one line per training example: `{"guid": ..., "logits_epoch_
 Each file becomes the dynamics shard of epoch N of a new run (kind `import`), with the columns our trainer writes:
 gold_prob = softmax(logits)[gold], correct = argmax(logits) == gold (first maximum, as np.argmax), loss =
 -log gold_prob, margin = gold logit - largest other logit, el2n = ||softmax - onehot(gold)||_2, prediction = the
-argmax class index. The run folder gets its events (one epoch_end per epoch, state done) and config.json last,
-so `sync` registers it like any finished run, and the metrics follow their definitions (see storage.metrics).
+argmax class index. The run folder gets its events (one epoch_end per epoch, state done), its id list (epoch 0's
+guids, in file order: the shards' integer example index) and config.json last, so `sync` registers it like any
+finished run, and the metrics follow their definitions (see storage.metrics).
+
+The files are read by DuckDB's own JSON reader into an in-memory database, where the checks and the per-row
+quantities are computed in SQL; a file the fast path refuses is read again line by line, only to name the line
+in the message (or, if that exact reader accepts it after all, to use its records).
 
 Everything is read and checked before anything is written: a bad file leaves no run behind.
 """
@@ -14,36 +19,35 @@ Everything is read and checked before anything is written: a bad file leaves no 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from engine.errors import BadInputError
-from storage.artifacts import append_event, write_config, write_shard
+from storage.artifacts import (
+    SHARD_KEY,
+    append_event,
+    register_example_ids,
+    sql_path,
+    write_config,
+    write_shard,
+)
 from storage.catalog import open_catalog
 from storage.sync import sync
 from storage.workspace import Workspace
 
 FILE_RE = re.compile(r"^dynamics_epoch_(\d+)\.jsonl?$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-@dataclass
-class EpochRecords:
-    epoch: int
-    path: Path
-    guid: pa.Array  # string
-    logits: np.ndarray  # (n, classes) float64
-    gold: np.ndarray  # (n,) int64
 
 
 @dataclass
@@ -160,54 +164,111 @@ def _scan_lines(
     return guids, logits, golds
 
 
-def _fast_read(path: Path, epoch: int, n_classes: int | None) -> EpochRecords | None:
-    """pyarrow's JSON reader, checked column-wise; None when anything is off (the caller rescans for the line)."""
+_GUID_TYPES = ("BIGINT", "UBIGINT", "VARCHAR")
+_GOLD_TYPES = ("BIGINT", "UBIGINT")
+_LOGIT_TYPES = ("DOUBLE[]", "BIGINT[]", "UBIGINT[]")
+
+
+def _epoch_table(epoch: int) -> str:
+    return f"epoch_{int(epoch)}"
+
+
+def _fast_load(con: duckdb.DuckDBPyConnection, path: Path, epoch: int, n_classes: int | None) -> int | None:
+    """DuckDB's own JSON reader into table epoch_N (guid VARCHAR, logits DOUBLE[], gold BIGINT; rowid = the
+    record's position in the file), checked column-wise; returns the number of classes, or None when anything
+    is off (the caller rescans for the line).
+
+    The types are detected over the whole file (sample_size = -1), so a value of another type anywhere (a
+    float gold, a string or boolean logit, a guid that is neither string nor integer) shows in the column's
+    type instead of being cast quietly."""
     field_name = f"logits_epoch_{epoch}"
+    logits = '"' + field_name + '"'
     try:
-        table = pj.read_json(path)
-    except (pa.ArrowException, OSError):  # every pyarrow read error
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM read_json({sql_path(path)}, "
+            "format = 'newline_delimited', records = true, sample_size = -1)"
+        )
+        types = {row[0]: row[1] for row in con.execute("DESCRIBE raw").fetchall()}
+        if (
+            types.get("guid") not in _GUID_TYPES
+            or types.get("gold") not in _GOLD_TYPES
+            or types.get(field_name) not in _LOGIT_TYPES
+        ):
+            return None
+        rows = con.execute(
+            f"""SELECT count(*), count(guid), count({logits}), count(gold), min(len({logits})),
+                       max(len({logits})), bool_or(list_count({logits}) <> len({logits})), min(gold), max(gold),
+                       count(DISTINCT guid)
+                FROM raw"""
+        ).fetchall()
+    except duckdb.Error:  # every read error: bad JSON, a line that is not an object, ...
         return None
-    names = table.column_names
-    if table.num_rows == 0 or any(n not in names for n in ("guid", field_name, "gold")):
+    n, n_guid, n_logits, n_gold, shortest, width, null_logit, low, high, distinct = rows[0]
+    if not n or not (n == n_guid == n_logits == n_gold == distinct) or null_logit:
         return None
-    guid, vec, gold = table.column("guid"), table.column(field_name), table.column("gold")
-    if guid.null_count or vec.null_count or gold.null_count:
+    if shortest != width or not width or (n_classes is not None and width != n_classes):
         return None
-    if not (
-        pa.types.is_integer(guid.type) or pa.types.is_string(guid.type) or pa.types.is_large_string(guid.type)
-    ):
+    if low < 0 or high >= width:
         return None
-    if not pa.types.is_integer(gold.type) or not pa.types.is_list(vec.type):
-        return None
-    value_type = vec.type.value_type
-    if not (pa.types.is_integer(value_type) or pa.types.is_floating(value_type)):
-        return None
-    vec = vec.combine_chunks()
-    lengths = pc.list_value_length(vec)
-    mn, mx = pc.min_max(lengths).values()
-    width = mx.as_py()
-    if mn.as_py() != width or not width or (n_classes is not None and width != n_classes):
-        return None
-    if vec.values.null_count:
-        return None
-    golds = gold.to_numpy().astype(np.int64)
-    if golds.min() < 0 or golds.max() >= width:
-        return None
-    guid_str = pc.cast(guid.combine_chunks(), pa.string())
-    if pc.count_distinct(guid_str).as_py() != len(guid_str):
-        return None
-    values = pc.list_flatten(vec).to_numpy(zero_copy_only=False).astype(np.float64)
-    return EpochRecords(epoch, path, guid_str, values.reshape(-1, width), golds)
-
-
-def read_epoch(path: Path, epoch: int, n_classes: int | None) -> EpochRecords:
-    records = _fast_read(path, epoch, n_classes)
-    if records is not None:
-        return records
-    guids, logits, golds = _scan_lines(path, epoch, n_classes)
-    return EpochRecords(
-        epoch, path, pa.array(guids, pa.string()), np.asarray(logits, np.float64), np.asarray(golds)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {_epoch_table(epoch)} AS
+            SELECT guid::VARCHAR AS guid, {logits}::DOUBLE[] AS logits, gold::BIGINT AS gold FROM raw"""
     )
+    con.execute("DROP TABLE raw")
+    return int(width)
+
+
+def load_epoch(con: duckdb.DuckDBPyConnection, path: Path, epoch: int, n_classes: int | None) -> int:
+    """Read and check one dynamics_epoch_N.jsonl file into table epoch_N of `con`'s database (guid VARCHAR,
+    logits DOUBLE[], gold BIGINT; rowid = the record's position in the file); returns the number of classes.
+    Raises BadInputError naming the file and line of the first problem."""
+    width = _fast_load(con, path, epoch, n_classes)
+    if width is not None:
+        return width
+    guids, logits, golds = _scan_lines(path, epoch, n_classes)
+    scanned = pa.table(
+        {
+            "guid": pa.array(guids, pa.string()),
+            "logits": pa.array(logits, pa.list_(pa.float64())),
+            "gold": pa.array(golds, pa.int64()),
+        }
+    )
+    con.register("scanned", scanned)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {_epoch_table(epoch)} AS SELECT * FROM scanned")
+    finally:
+        con.unregister("scanned")
+    return len(logits[0])
+
+
+def _workers(n: int) -> int:
+    return max(1, min(n, os.cpu_count() or 1, 8))
+
+
+def load_epochs(con: duckdb.DuckDBPyConnection, files: list[tuple[int, Path]]) -> int:
+    """Read every file into table epoch_N of `con`'s database; returns the number of classes. The files are read
+    in parallel (DuckDB's reader keeps about one core busy per file), with the error a reading in epoch order
+    gives: the first bad file's, and a later file's logits counted against epoch 0's."""
+
+    def read(item: tuple[int, Path]) -> int | BadInputError:
+        epoch, path = item
+        cur = con.cursor()
+        try:
+            return load_epoch(cur, path, epoch, None)
+        except BadInputError as exc:
+            return exc
+        finally:
+            cur.close()
+
+    with ThreadPoolExecutor(_workers(len(files))) as pool:
+        results = list(pool.map(read, files))
+    first = results[0]
+    if isinstance(first, BadInputError):
+        raise first
+    for (epoch, path), result in zip(files[1:], results[1:]):
+        if isinstance(result, BadInputError) or result != first:
+            load_epoch(con, path, epoch, first)  # again, as in order: raises the line's error
+    return first
 
 
 def _line_of(path: Path, guid: str) -> int:
@@ -223,61 +284,113 @@ def _line_of(path: Path, guid: str) -> int:
     return 0
 
 
-def dynamics_table(rec: EpochRecords) -> pa.Table:
-    """The shard rows of one epoch, computed vectorised from the logits."""
-    logits = rec.logits
-    n, _ = logits.shape
-    rows = np.arange(n)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    probs = exp / exp.sum(axis=1, keepdims=True)
-    gold_prob = probs[rows, rec.gold]
-    pred = logits.argmax(axis=1)
-    others = logits.copy()
-    others[rows, rec.gold] = -np.inf
-    margin = logits[rows, rec.gold] - others.max(axis=1) if logits.shape[1] > 1 else np.zeros(n)
-    onehot = np.zeros_like(probs)
-    onehot[rows, rec.gold] = 1.0
-    el2n = np.linalg.norm(probs - onehot, axis=1)
-    log_p = shifted[rows, rec.gold] - np.log(exp.sum(axis=1))
-    return pa.table(
-        {
-            "epoch": pa.array(np.full(n, rec.epoch, np.int32)),
-            "rank": pa.array(np.zeros(n, np.int32)),
-            "example_id": rec.guid,
-            "gold_prob": pa.array(gold_prob),
-            "correct": pa.array(pred == rec.gold),
-            "loss": pa.array(-log_p),
-            "margin": pa.array(margin),
-            "el2n": pa.array(el2n),
-            "prediction": pc.cast(pa.array(pred), pa.string()),
-        }
+def _keyed_table(epoch: int) -> str:
+    return f"keyed_{int(epoch)}"
+
+
+def shard_sql(epoch: int) -> str:
+    """The shard rows of one epoch (epoch 0's table, or a later epoch's records keyed by `_key_epochs`), computed
+    from the logits in SQL, sorted by the example index."""
+    source = (  # rowid is the record's position in epoch 0's file, which is the index
+        f"SELECT rowid::INTEGER AS {SHARD_KEY}, logits, gold FROM {_epoch_table(0)}"
+        if epoch == 0
+        else f"SELECT {SHARD_KEY}, logits, gold FROM {_keyed_table(epoch)}"
+    )
+    return f"""
+        WITH r AS (SELECT {SHARD_KEY}, logits AS l, gold + 1 AS g, list_max(logits) AS m FROM ({source})),
+        s AS (SELECT *, list_sum(list_transform(l, lambda x: exp(x - m))) AS z, list_position(l, m) AS p FROM r)
+        SELECT
+            {int(epoch)}::INTEGER AS epoch,
+            0::INTEGER AS rank,
+            {SHARD_KEY},
+            exp(l[g] - m) / z AS gold_prob,
+            p = g AS correct,
+            ln(z) - (l[g] - m) AS loss,
+            CASE WHEN len(l) > 1 THEN l[g] - list_max(list_filter(l, lambda x, i: i <> g)) ELSE 0 END AS margin,
+            sqrt(list_sum(list_transform(l, lambda x, i: pow(exp(x - m) / z - (i = g)::DOUBLE, 2)))) AS el2n,
+            (p - 1)::VARCHAR AS prediction
+        FROM s
+        ORDER BY {SHARD_KEY}
+    """
+
+
+def _first(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
+    rows = con.execute(sql).fetchall()
+    return rows[0] if rows else None
+
+
+def _unknown_error(
+    con: duckdb.DuckDBPyConnection, epoch: int, path: Path, dataset: str
+) -> BadInputError | None:
+    """The error for the first guid of the epoch (in file order) that is not an example id of the dataset."""
+    table = _epoch_table(epoch)
+    row = _first(
+        con,
+        f"""SELECT e.guid, count(*) OVER (), (SELECT count(*) FROM {table})
+            FROM {table} e ANTI JOIN known k ON k.example_id = e.guid ORDER BY e.rowid LIMIT 1""",
+    )
+    if row is None:
+        return None
+    guid, n_missing, n = row
+    return BadInputError(
+        f"{path}:{_line_of(path, guid)}: guid {guid} is not an example id of dataset "
+        f"'{dataset}' ({n_missing} of {n} guids in this file are unknown); import the "
+        "dataset the model was trained on, with the same ids (--id-col)"
     )
 
 
-def _check_consistency(epochs: list[EpochRecords]) -> None:
-    """Later epochs may only hold guids of epoch 0, with the same gold (as cartography's reader asserts)."""
-    first = epochs[0]
-    index = {"guid": first.guid, "gold": pa.array(first.gold)}
-    base = pa.table(index)
-    for rec in epochs[1:]:
-        here = pa.table({"guid": rec.guid, "gold_here": pa.array(rec.gold)})
-        joined = here.join(base, "guid", join_type="left outer")
-        unknown = pc.filter(joined.column("guid"), pc.is_null(joined.column("gold")))
-        if len(unknown):
-            guid = unknown[0].as_py()
-            raise BadInputError(
-                f"{rec.path}:{_line_of(rec.path, guid)}: guid {guid} is not in epoch 0 "
-                f"({first.path.name}); every epoch must log the same training examples"
+def _key_epochs(con: duckdb.DuckDBPyConnection, files: list[tuple[int, Path]], dataset: str) -> None:
+    """Build the id list `ids` (epoch 0's guids in file order, with their gold class) and key every later epoch
+    by it (tables keyed_N), checking on the way: every guid is an example id of the dataset, and later epochs
+    only hold guids of epoch 0, with the same gold (as cartography's reader asserts). The first offending record
+    of the first offending file (in file order) is named; unknown ids are reported before inconsistent ones."""
+    con.execute(
+        f"CREATE OR REPLACE TABLE ids AS SELECT rowid::INTEGER AS {SHARD_KEY}, guid AS example_id, gold "
+        f"FROM {_epoch_table(0)} ORDER BY rowid"
+    )
+    error = _unknown_error(con, 0, files[0][1], dataset)
+    if error:
+        raise error
+
+    def key(item: tuple[int, Path]) -> tuple[int, int]:
+        epoch, _ = item
+        with con.cursor() as cur:
+            cur.execute(
+                f"""CREATE OR REPLACE TABLE {_keyed_table(epoch)} AS
+                    SELECT e.rowid AS pos, e.guid, i.{SHARD_KEY}, e.logits, e.gold, i.gold AS gold0
+                    FROM {_epoch_table(epoch)} e LEFT JOIN ids i ON i.example_id = e.guid"""
             )
-        differs = pc.filter(
-            joined.column("guid"), pc.not_equal(joined.column("gold"), joined.column("gold_here"))
+            outside, differ = cur.execute(
+                f"""SELECT count(*) FILTER (WHERE {SHARD_KEY} IS NULL), count(*) FILTER (WHERE gold <> gold0)
+                    FROM {_keyed_table(epoch)}"""
+            ).fetchall()[0]
+        return outside, differ
+
+    with ThreadPoolExecutor(_workers(len(files) - 1)) as pool:
+        counts = list(pool.map(key, files[1:]))
+    # (epoch, file, whether a guid is outside epoch 0 rather than a gold label changed)
+    problems = [(e, p, bool(out)) for (e, p), (out, diff) in zip(files[1:], counts) if out or diff]
+    if not problems:
+        return
+    if any(is_outside for _, _, is_outside in problems):
+        # an id unknown to the dataset is outside epoch 0 too: that message comes first
+        for epoch, path in files[1:]:
+            error = _unknown_error(con, epoch, path, dataset)
+            if error:
+                raise error
+    epoch, path, is_outside = problems[0]
+    where = f"{SHARD_KEY} IS NULL" if is_outside else "gold <> gold0"
+    row = _first(con, f"SELECT guid FROM {_keyed_table(epoch)} WHERE {where} ORDER BY pos LIMIT 1")
+    assert row is not None
+    guid = row[0]
+    if is_outside:
+        raise BadInputError(
+            f"{path}:{_line_of(path, guid)}: guid {guid} is not in epoch 0 "
+            f"({files[0][1].name}); every epoch must log the same training examples"
         )
-        if len(differs):
-            guid = differs[0].as_py()
-            raise BadInputError(
-                f"{rec.path}:{_line_of(rec.path, guid)}: guid {guid} has a different gold label than in epoch 0"
-            )
+    raise BadInputError(
+        f"{path}:{_line_of(path, guid)}: guid {guid} has a different gold label than in epoch 0"
+    )
 
 
 def new_run_id(dataset: str) -> str:
@@ -316,78 +429,72 @@ def import_cartography(
             f"--name '{run_id}': the folder {ws.run_dir(run_id)} already exists; choose another name"
         )
 
-    epochs: list[EpochRecords] = []
-    n_classes: int | None = None
-    for epoch, path in files:
-        rec = read_epoch(path, epoch, n_classes)
-        n_classes = rec.logits.shape[1]
-        epochs.append(rec)
-    ids = known.column("example_id").combine_chunks()
-    for rec in epochs:
-        missing = pc.filter(rec.guid, pc.invert(pc.is_in(rec.guid, value_set=ids)))
-        if len(missing):
-            guid = missing[0].as_py()
-            raise BadInputError(
-                f"{rec.path}:{_line_of(rec.path, guid)}: guid {guid} is not an example id of dataset "
-                f"'{dataset}' ({len(missing)} of {len(rec.guid)} guids in this file are unknown); import the "
-                "dataset the model was trained on, with the same ids (--id-col)"
-            )
-    _check_consistency(epochs)
-    first = epochs[0]
+    with duckdb.connect() as mem:
+        n_classes = load_epochs(mem, files)
+        mem.register("known", known)
+        _key_epochs(mem, files, dataset)
+        first_ids = mem.sql(f"SELECT example_id FROM ids ORDER BY {SHARD_KEY}").to_arrow_table()
+        n_examples = first_ids.num_rows
+        differ, labelled = mem.execute(
+            """SELECT count(*) FILTER (WHERE i.gold <> k.label), count(*)
+               FROM ids i JOIN known k ON k.example_id = i.example_id WHERE k.label IS NOT NULL"""
+        ).fetchall()[0]
 
-    run_id = run_id or new_run_id(dataset)
-    run_dir = ws.run_dir(run_id)
-    n_epochs = len(epochs)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=False)
-    except FileExistsError:
-        raise BadInputError(f"the run folder {run_dir} already exists; choose another --name") from None
-    try:
-        append_event(
-            run_dir, "state", status="running", n_epochs=n_epochs, message="importing cartography dynamics"
-        )
-        for rec in epochs:
-            table = dynamics_table(rec)
-            write_shard(run_dir, rec.epoch, 0, table)
-            acc = float(pc.mean(table.column("correct").cast(pa.float64())).as_py())
-            append_event(run_dir, "epoch_end", epoch=rec.epoch, metrics={"train_acc": acc})
-        append_event(run_dir, "state", status="done", n_epochs=n_epochs)
-        config: dict[str, Any] = {
-            "kind": "import",
-            "format": "cartography",
-            "dataset": dataset,
-            "model": None,
-            "epochs": n_epochs,
-            "source": str(directory.resolve()),
-            "n_classes": n_classes,
-            "el2n_epoch": 0,
-            "created_at": time.time(),
-        }
-        write_config(run_dir, config)  # last: sync ignores the folder until it is there
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+        run_id = run_id or new_run_id(dataset)
+        run_dir = ws.run_dir(run_id)
+        n_epochs = len(files)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise BadInputError(f"the run folder {run_dir} already exists; choose another --name") from None
+        try:
+            append_event(
+                run_dir,
+                "state",
+                status="running",
+                n_epochs=n_epochs,
+                message="importing cartography dynamics",
+            )
+            register_example_ids(run_dir, first_ids.column("example_id"))
+
+            def write(epoch: int) -> float:
+                with mem.cursor() as cur:
+                    table = cur.sql(shard_sql(epoch)).to_arrow_table()
+                write_shard(run_dir, epoch, 0, table)
+                return float(pc.mean(table.column("correct").cast(pa.float64())).as_py())
+
+            with ThreadPoolExecutor(_workers(n_epochs)) as pool:  # shards in parallel, events in order
+                accuracy = list(pool.map(write, [epoch for epoch, _ in files]))
+            for (epoch, _), acc in zip(files, accuracy):
+                append_event(run_dir, "epoch_end", epoch=epoch, metrics={"train_acc": acc})
+            append_event(run_dir, "state", status="done", n_epochs=n_epochs)
+            config: dict[str, Any] = {
+                "kind": "import",
+                "format": "cartography",
+                "dataset": dataset,
+                "model": None,
+                "epochs": n_epochs,
+                "source": str(directory.resolve()),
+                "n_classes": n_classes,
+                "el2n_epoch": 0,
+                "created_at": time.time(),
+            }
+            write_config(run_dir, config)  # last: sync ignores the folder until it is there
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     with open_catalog(ws) as con:
         sync(ws, con)
     notes = []
-    labelled = pa.table({"example_id": first.guid, "gold": pa.array(first.gold)}).join(known, "example_id")
-    labelled = labelled.filter(pc.is_valid(labelled.column("label")))
-    if labelled.num_rows:
-        differ = (
-            pc.sum(pc.not_equal(labelled.column("gold"), labelled.column("label").cast(pa.int64()))).as_py()
-            or 0
+    if differ:
+        notes.append(
+            f"{differ} of {labelled} examples have a cartography gold class different from the "
+            f"dataset's label index; the metrics use cartography's gold (check the label order)"
         )
-        if differ:
-            notes.append(
-                f"{differ} of {labelled.num_rows} examples have a cartography gold class different from the "
-                f"dataset's label index; the metrics use cartography's gold (check the label order)"
-            )
-    missing_from_log = int(known.num_rows) - len(first.guid)
+    missing_from_log = int(known.num_rows) - n_examples
     if missing_from_log > 0:
         notes.append(
             f"{missing_from_log} example{'s' if missing_from_log != 1 else ''} of '{dataset}' "
             f"{'have' if missing_from_log != 1 else 'has'} no dynamics in the imported files"
         )
-    return ImportResult(
-        run_id, dataset, n_epochs, len(first.guid), int(n_classes or 0), str(directory), notes
-    )
+    return ImportResult(run_id, dataset, n_epochs, n_examples, int(n_classes or 0), str(directory), notes)

@@ -142,7 +142,9 @@ def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
 
 def announce(config: dict[str, Any]) -> str:
     selection = config.get("selection") or {}
-    return f"selected {selection.get('n_examples')} examples into '{selection.get('name')}' ({origin(config)})"
+    return (
+        f"selected {selection.get('n_examples')} examples into '{selection.get('name')}' ({origin(config)})"
+    )
 
 
 RETRAIN = JobKind(

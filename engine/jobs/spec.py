@@ -154,7 +154,9 @@ class JobKind:
 
         unknown = set(self.artifacts) - set(ARTIFACT_KINDS)
         if unknown:
-            raise ValueError(f"job kind {self.name}: unknown artifacts {sorted(unknown)}; sync knows {ARTIFACT_KINDS}")
+            raise ValueError(
+                f"job kind {self.name}: unknown artifacts {sorted(unknown)}; sync knows {ARTIFACT_KINDS}"
+            )
         if not self.command:
             object.__setattr__(self, "command", self.name)
 

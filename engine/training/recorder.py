@@ -2,12 +2,18 @@
 one Parquet shard per rank (`storage.artifacts.write_shard`: temp name + rename, so a crash never leaves a
 half shard where sync would find it).
 
+The shard is stored compactly (see storage.artifacts): each example by its integer index in the run's id list
+(`dynamics/ids.parquet`), floats as float32 (they come from float32 logits). The recorder is given the run's
+whole example list (the training items, in order) so that every rank and every epoch registers the same list and
+an example keeps its index; the ids are mapped to indices once per shard, at write time.
+
 Distributed sampling pads ranks with repeated examples so every rank takes the same number of steps; the sampler
 marks those repeats and the recorder drops them, so an epoch holds each example exactly once across ranks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +21,18 @@ import pyarrow as pa
 
 from storage.artifacts import write_shard
 
+# The rows as recorded (storage.metrics.DYNAMICS_COLUMNS, floats in the float32 they are computed in); write_shard
+# stores them keyed by the example index instead of the id string.
 BASE_SCHEMA = pa.schema(
     [
         ("epoch", pa.int32()),
         ("rank", pa.int32()),
         ("example_id", pa.string()),
-        ("gold_prob", pa.float64()),
+        ("gold_prob", pa.float32()),
         ("correct", pa.bool_()),
-        ("loss", pa.float64()),
-        ("margin", pa.float64()),
-        ("el2n", pa.float64()),
+        ("loss", pa.float32()),
+        ("margin", pa.float32()),
+        ("el2n", pa.float32()),
         ("prediction", pa.string()),
     ]
 )
@@ -32,11 +40,20 @@ ROW_COLUMNS = [n for n in BASE_SCHEMA.names if n not in ("epoch", "rank")]
 
 
 class EpochRecorder:
-    """Collects the dynamics rows of one rank for one epoch."""
+    """Collects the dynamics rows of one rank for one epoch.
 
-    def __init__(self, rank: int, extra_columns: dict[str, pa.DataType] | None = None) -> None:
+    `example_ids` is the run's whole example list in order (the same on every rank); without it the shard's own
+    ids are registered (fine for one writer, not for ranks writing at the same time)."""
+
+    def __init__(
+        self,
+        rank: int,
+        extra_columns: dict[str, pa.DataType] | None = None,
+        example_ids: Sequence[str] | None = None,
+    ) -> None:
         self.rank = rank
         self.extra = dict(extra_columns or {})
+        self.example_ids = list(example_ids) if example_ids is not None else None
         self.schema = BASE_SCHEMA
         for name, dtype in self.extra.items():
             self.schema = self.schema.append(pa.field(name, dtype))
@@ -66,6 +83,7 @@ class EpochRecorder:
         return len(self.columns["example_id"])
 
     def table(self) -> pa.Table:
+        """The rows as recorded (example_id strings); `write` stores them compactly."""
         n = len(self)
         data = {"epoch": [self.epoch] * n, "rank": [self.rank] * n, **self.columns}
         return pa.table(data, schema=self.schema)
@@ -79,4 +97,4 @@ class EpochRecorder:
         )
 
     def write(self, run_dir: Path) -> Path:
-        return write_shard(run_dir, self.epoch, self.rank, self.table())
+        return write_shard(run_dir, self.epoch, self.rank, self.table(), self.example_ids)
