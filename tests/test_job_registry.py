@@ -84,6 +84,8 @@ async def test_form_defaults_equal_run_creation_for_classification_and_qa(tui_ws
         await settle(app, pilot, rounds=4)
         form = app.screen
         assert isinstance(form, JobForm)
+        # the widget that had focus was replaced: its successor has it, so keys still reach the form
+        assert app.focused is form.query_one("#f-dataset")
         qa_config = created_config(tui_ws, {"kind": "train", "dataset": "squad-dev"})
         for f in settings:
             assert form.value(f.name) == text_of(qa_config[f.name]), f.name

@@ -98,6 +98,9 @@ class JobForm(BaseModal[dict[str, Any]]):
             self.kind_name = "train"
         self.note = str(preset.pop("note", "") or "")
         self.typed: dict[str, str] = {k: "" if v is None else text_of(v) for k, v in preset.items()}
+        # the first dataset / run is what the selects show: known from the start, it lays out nothing again
+        self.typed.setdefault("dataset", next(iter(context.datasets), ""))
+        self.typed.setdefault("run", next(iter(context.runs), ""))
 
     @property
     def kind(self) -> JobKind:
@@ -181,18 +184,25 @@ class JobForm(BaseModal[dict[str, Any]]):
         if name == "kind" and event.value != self.kind_name and event.value is not Select.NULL:
             self.remember()
             self.kind_name = str(event.value)
-            self.relayout(keep_defaults=False)
+            self.relayout(name)
         elif name in ("dataset", "run") and self.typed.get(name) != self.value(name):
             self.remember()
-            self.relayout(keep_defaults=False)
+            self.relayout(name)
 
-    def relayout(self, keep_defaults: bool) -> None:
-        # values equal to the old defaults follow the new ones (QA's longer max length, the new source run's)
-        if not keep_defaults:
-            for f in self.form_fields():
-                if f.name not in ("dataset", "run", "region", "kind") and f.name in self.typed:
-                    del self.typed[f.name]
+    def relayout(self, changed: str) -> None:
+        """Lay the form out again for a new kind, dataset or source run: the settings follow the new defaults
+        (QA's longer max length, the new source run's), the choices made so far stay."""
+        for f in self.form_fields():
+            if f.name not in ("dataset", "run", "region", "kind") and f.name in self.typed:
+                del self.typed[f.name]
         self.refresh(recompose=True)
+        # the focused widget was replaced: focus its successor, so keys keep reaching the form
+        self.call_after_refresh(self.refocus, changed)
+
+    def refocus(self, name: str) -> None:
+        for widget in self.query(f"#f-{name}"):
+            widget.focus()
+            return
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
