@@ -14,12 +14,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
+from engine.analysis.datasets import list_datasets
 from engine.analysis.progress import JobFollower, progress_of
+from engine.analysis.runs import runs_overview
 from engine.errors import BadInputError
+from engine.jobs import list_jobs
 from engine.jobs.registry import KINDS
 from engine.jobs.spec import Field, JobKind
 from storage.artifacts import RunState
-from tui_app import data
 from tui_app.screens.base import BaseScreen
 from tui_app.screens.home import fill
 from tui_app.screens.modal import BaseModal
@@ -299,7 +301,7 @@ class JobsScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="jobs-poll", exit_on_error=False)
     def poll_jobs(self, run_id: str | None) -> None:
-        jobs = data.list_jobs(self.ws)
+        jobs = list_jobs(self.ws)
         if run_id is None and jobs:
             run_id = jobs[-1]["run_id"]
         state, new_logs = None, []
@@ -400,9 +402,9 @@ class JobsScreen(BaseScreen):
         from engine.jobs.retrain import source_settings
 
         with self.catalog(do_sync=True) as con:  # a run launched a moment ago is a source to pick
-            datasets = {d["name"]: d["task"] for d in data.list_datasets(con)}
+            datasets = {d["name"]: d["task"] for d in list_datasets(con)}
             trained = {k.name for k in KINDS.values() if k.trains_model}  # runs with a model and a data map
-            runs = [r["run_id"] for r in data.list_runs(con) if r.get("kind") in trained]
+            runs = [r["run_id"] for r in runs_overview(con) if r.get("kind") in trained]
         inherited = {}
         for run in runs:
             try:
