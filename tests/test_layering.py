@@ -78,3 +78,11 @@ def test_a_module_in_storage_importing_textual_breaks_the_contracts(tmp_path):
     (tmp_path / "storage" / "violation.py").write_text("import tui_app.app\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0 and "Layers" in result.stdout, result.stdout
+
+
+def test_job_requests_are_checked_without_torch():
+    # a bad option answers at once: the launcher (registry, run creation) imports no torch
+    loaded = loaded_after_importing(
+        ["engine.jobs", "engine.jobs.train", "engine.jobs.retrain", "engine.jobs.evaluate", "engine.cli.kinds"]
+    )
+    assert "torch" not in loaded and "transformers" not in loaded

@@ -18,7 +18,7 @@ from storage.workspace import Workspace
 def create_evaluate_run(ws: Workspace, values: dict[str, Any]) -> str:
     """An evaluate job: scores a trained run on datasets exported here; results land in the trained run's
     eval/ folder (so they belong to that run in the catalog), progress in this job's events."""
-    from engine.evaluation.scoring import eval_file_stem
+    from engine.evaluation.sets import eval_file_stem
 
     config = EVALUATE.parse(values)
     source = config.get("run")

@@ -101,7 +101,9 @@ def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
     source = spec["run"]
     region = spec["region"]
     if "fraction" in spec and "bounds" in spec:
-        raise BadInputError("give either --fraction F (a top-F ranking) or --bounds A,B (a map region), not both")
+        raise BadInputError(
+            "give either --fraction F (a top-F ranking) or --bounds A,B (a map region), not both"
+        )
     if "bounds" not in spec:
         spec["fraction"] = spec.get("fraction", FRACTION.default)
     inherited = source_settings(ws, source)

@@ -54,7 +54,7 @@ def resolve_model(model: str) -> str:
 def create_train_run(ws: Workspace, values: dict[str, Any]) -> str:
     """Validate, export the training examples and evaluation sets, write the run folder; returns the run id.
     Keys outside the kind's fields are kept as given (retrain adds source_run and selection)."""
-    from engine.evaluation.scoring import eval_file_stem, map_labels
+    from engine.evaluation.sets import eval_file_stem, map_labels
 
     cfg = TRAIN.parse(values)
     cfg.setdefault("model", DEFAULT_MODEL)
