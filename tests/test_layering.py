@@ -83,6 +83,12 @@ def test_a_module_in_storage_importing_textual_breaks_the_contracts(tmp_path):
 def test_job_requests_are_checked_without_torch():
     # a bad option answers at once: the launcher (registry, run creation) imports no torch
     loaded = loaded_after_importing(
-        ["engine.jobs", "engine.jobs.train", "engine.jobs.retrain", "engine.jobs.evaluate", "engine.cli.kinds"]
+        [
+            "engine.jobs",
+            "engine.jobs.train",
+            "engine.jobs.retrain",
+            "engine.jobs.evaluate",
+            "engine.cli.kinds",
+        ]
     )
     assert "torch" not in loaded and "transformers" not in loaded
