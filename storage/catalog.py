@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import duckdb
 
@@ -38,22 +39,25 @@ def _holder(exc: Exception) -> str:
     return f"process {match.group(1)}" if match else "another process"
 
 
-@contextmanager
-def open_catalog(ws: Workspace, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the workspace catalog (created and migrated on first use), yield it, and close it.
+# Within one process DuckDB refuses a read-only connection to a file while a read-write one is open (and the
+# other way round): the console's restricted connection waits until the read-write ones of this process (the
+# app's workers) are closed, and new ones wait for it. Each wait is bounded.
+_gate = threading.Condition()
+_read_write_open = 0
+_console_open = False
 
-    Always read-write: within one process DuckDB refuses to mix read-only and read-write connections to the
-    same file, and a read-only holder blocks other writers anyway. Read-only SQL is enforced by
-    `storage.queries.run_readonly_sql`.
-    """
-    ws.create()
-    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+# What the SQL console may do, enforced by the database rather than by reading the statement: nothing that writes
+# (read-only), nothing outside the catalog (no files, no extensions, no ATTACH), and no SET to undo either.
+CONSOLE_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+
+
+def _connect(ws: Workspace, wait_s: float, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+    """Connect, retrying while another process holds the file; then say which process does."""
     deadline = time.monotonic() + wait_s
     delay = 0.02
     while True:
         try:
-            con = duckdb.connect(str(ws.catalog_path))
-            break
+            return duckdb.connect(str(ws.catalog_path), **kwargs)
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise
@@ -64,15 +68,66 @@ def open_catalog(ws: Workspace, wait_s: float | None = None) -> Iterator[duckdb.
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+def _wait_for(condition: Any, wait_s: float, ws: Workspace) -> None:
+    if not _gate.wait_for(condition, timeout=wait_s):
+        raise CatalogLockedError(
+            f"the catalog {ws.catalog_path} stayed busy in this process (waited {wait_s:.0f} s); try again"
+        )
+
+
+@contextmanager
+def open_catalog(ws: Workspace, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the workspace catalog (created and migrated on first use), yield it, and close it.
+
+    Read-write: a read-only holder would block other processes' writers anyway. The SQL console's restricted
+    connection is `open_console`."""
+    global _read_write_open
+    ws.create()
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    with _gate:
+        _wait_for(lambda: not _console_open, wait_s, ws)
+        _read_write_open += 1
     try:
-        key = str(ws.catalog_path)
-        if key not in _migrated:
-            with _migrate_lock:
-                migrate(con)
-                _migrated.add(key)
-        yield con
+        con = _connect(ws, wait_s)
+        try:
+            key = str(ws.catalog_path)
+            if key not in _migrated:
+                with _migrate_lock:
+                    migrate(con)
+                    _migrated.add(key)
+            yield con
+        finally:
+            con.close()
     finally:
-        con.close()
+        with _gate:
+            _read_write_open -= 1
+            _gate.notify_all()
+
+
+@contextmanager
+def open_console(ws: Workspace, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for user-written SQL: read-only, no access outside the catalog, configuration locked.
+    Open it after the unit of work that synced (never inside an `open_catalog` of the same thread)."""
+    global _console_open
+    if not ws.catalog_path.is_file():
+        with open_catalog(ws):  # create and migrate it first
+            pass
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    with _gate:
+        _wait_for(lambda: _read_write_open == 0 and not _console_open, wait_s, ws)
+        _console_open = True
+    try:
+        con = _connect(ws, wait_s, read_only=True, config=dict(CONSOLE_CONFIG))
+        try:
+            yield con
+        finally:
+            con.close()
+    finally:
+        with _gate:
+            _console_open = False
+            _gate.notify_all()
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,14 @@ import duckdb
 
 class ReadOnlyViolation(ValueError):
     pass
+
+
+class QueryTimeout(ReadOnlyViolation):
+    """A console query ran past its time limit and was interrupted (the catalog is released at once)."""
+
+
+# How long user-written SQL may run before it is interrupted (the console holds the catalog meanwhile).
+SQL_TIMEOUT_S = float(os.environ.get("DYNASCOPE_SQL_TIMEOUT_S", "5"))
 
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
@@ -40,19 +50,28 @@ class QueryResult:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
 
-def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = None) -> QueryResult:
+def run_readonly_sql(
+    con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = None, timeout_s: float | None = None
+) -> QueryResult:
+    """Run user-written SQL on a console connection (storage.catalog.open_console: the database refuses writes
+    and anything outside the catalog); interrupted after `timeout_s` (default DYNASCOPE_SQL_TIMEOUT_S).
+    The statement check only gives a plainer message for the obvious cases; the connection is the guarantee."""
     check_readonly(sql)
-    cur = con.cursor()
+    limit_s = SQL_TIMEOUT_S if timeout_s is None else timeout_s
+    timer = threading.Timer(limit_s, con.interrupt)
+    timer.daemon = True
+    timer.start()
     try:
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            result = cur.execute(sql)
-            columns = [d[0] for d in result.description] if result.description else []
-            rows = result.fetchmany(limit) if limit is not None else result.fetchall()
-        finally:
-            cur.execute("ROLLBACK")  # belt and braces: nothing a query did survives
+        result = con.execute(sql)
+        columns = [d[0] for d in result.description] if result.description else []
+        rows = result.fetchmany(limit) if limit is not None else result.fetchall()
+    except duckdb.InterruptException as exc:
+        raise QueryTimeout(
+            f"the query ran longer than {limit_s:g} s and was stopped; narrow it, or allow more time "
+            "(--timeout, or DYNASCOPE_SQL_TIMEOUT_S)"
+        ) from exc
     finally:
-        cur.close()
+        timer.cancel()
     return QueryResult(columns, rows)
 
 

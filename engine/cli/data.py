@@ -19,6 +19,7 @@ from engine.cli.common import (
     workspace_option,
 )
 from engine.errors import BadInputError
+from storage.catalog import open_console
 from storage.datasets import list_datasets, write_dataset
 from storage.queries import query_examples, run_readonly_sql
 
@@ -123,14 +124,26 @@ def examples_cmd(
 @click.command("sql")
 @click.argument("query")
 @click.option("--limit", default=None, type=int, help="at most this many rows")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="seconds before the query is stopped",
+)
 @workspace_option
 @json_option
 @user_errors
-def sql_cmd(query: str, limit: int | None, workspace: str | None, as_json: bool) -> None:
-    """Run a read-only SQL query over the catalog (writes are refused)."""
-    with catalog(get_workspace(workspace)) as con:
+def sql_cmd(
+    query: str, limit: int | None, timeout: float | None, workspace: str | None, as_json: bool
+) -> None:
+    """Run a read-only SQL query over the catalog: the connection refuses writes and anything outside the
+    catalog (files, extensions, ATTACH, SET), and a query is stopped after a time limit."""
+    ws = get_workspace(workspace)
+    with catalog(ws):
+        pass  # fold in what jobs wrote, then close: the console's connection is a different one
+    with open_console(ws) as con:
         try:
-            result = run_readonly_sql(con, query, limit)
+            result = run_readonly_sql(con, query, limit, timeout_s=timeout)
         except duckdb.Error as exc:
             raise BadInputError(f"SQL error: {exc}") from exc
     if as_json:

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from storage.catalog import open_console
 from storage.queries import run_readonly_sql
 from tui_app.screens.base import BaseScreen
 
@@ -71,7 +72,7 @@ class SqlScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="sql", exit_on_error=False)
     def run_query(self, sql: str) -> None:
         started = time.perf_counter()
-        with self.catalog() as con:
+        with open_console(self.ws) as con:  # read-only, nothing outside the catalog, a time limit
             result = run_readonly_sql(con, sql, limit=MAX_ROWS)
         self.post_message(SqlResult(result.columns, result.rows, (time.perf_counter() - started) * 1000))
 
