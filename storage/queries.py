@@ -41,6 +41,18 @@ def check_readonly(sql: str) -> None:
             )
 
 
+def scoped_condition(where: str) -> str:
+    """A user's WHERE fragment as one parenthesised condition that cannot widen the query it is ANDed into.
+
+    DuckDB's own parser must read the fragment as exactly one expression (`1=1) OR (1=1` or a second statement
+    is refused); the closing parenthesis goes on a line of its own, so a trailing `--` comment cannot hide it."""
+    try:
+        duckdb.SQLExpression(where)
+    except duckdb.Error as exc:
+        raise ReadOnlyViolation(f"--where {where!r} is not one SQL condition: {exc}") from exc
+    return f"(\n{where}\n)"
+
+
 @dataclass
 class QueryResult:
     columns: list[str]
@@ -79,7 +91,7 @@ def query_examples(
     con: duckdb.DuckDBPyConnection, dataset: str, where: str | None = None, limit: int = 20, offset: int = 0
 ) -> QueryResult:
     """One page of a dataset's examples; `where` is a user's SQL condition over the example columns."""
-    condition = f"AND ({where})" if where else ""
+    condition = f"AND {scoped_condition(where)}" if where else ""
     sql = f"""SELECT example_id, text, text_pair, label, label_name, answers, is_impossible, title, orig_id
               FROM examples WHERE dataset = $dataset {condition}
               ORDER BY row_idx LIMIT {int(limit)} OFFSET {int(offset)}"""

@@ -137,3 +137,34 @@ def test_the_console_connection_itself_refuses(form: str, console_ws: Workspace,
     assert console_ws.catalog_path.stat().st_mtime_ns == stamp
     assert not out.exists() and not outdir.exists() and not outdb.exists()
     assert catalog_dump(console_ws) == before
+
+
+@pytest.fixture
+def two_datasets(ws: Workspace, data_dir: Path) -> Workspace:
+    assert run_cli(ws, "import", str(data_dir / "sst2" / "dev.tsv"), "--name", "sst2-dev").code == 0
+    assert run_cli(ws, "import", str(data_dir / "ag_news" / "test.csv.gz"), "--name", "ag-news").code == 0
+    return ws
+
+
+WIDENING = ["1=1) OR (1=1", "1=1) OR dataset <> 'x' OR (1=1", "1=1; SELECT * FROM examples", "label = 1 -- )"]
+
+
+def test_a_where_cannot_widen_its_dataset(two_datasets: Workspace) -> None:
+    from engine.analysis.pages import ExampleFilter, count_rows, query_page
+    from storage.queries import ReadOnlyViolation
+
+    ws = two_datasets
+    for where in WIDENING[:3]:
+        result = run_cli(ws, "examples", "sst2-dev", "--where", where, "--limit", "100000", "--json")
+        assert result.code == 2 and "is not one SQL condition" in result.stderr, (where, result.stderr)
+        with open_catalog(ws) as con, pytest.raises(ReadOnlyViolation):
+            query_page(con, ExampleFilter(dataset="sst2-dev", where=where), 50, 0)
+    # a trailing comment cannot hide the closing parenthesis: the condition stays inside sst2-dev
+    result = run_cli(ws, "examples", "sst2-dev", "--where", "1=1 --", "--limit", "100000", "--json")
+    assert result.code == 0 and len(result.json()) == 872
+    commented = run_cli(ws, "examples", "sst2-dev", "--where", WIDENING[3], "--limit", "100000", "--json")
+    plain = run_cli(ws, "examples", "sst2-dev", "--where", "label = 1", "--limit", "100000", "--json")
+    assert commented.code == 0 and commented.json() == plain.json() and 0 < len(plain.json()) < 872
+    with open_catalog(ws) as con:  # the app's examples table: the same rule
+        assert count_rows(con, ExampleFilter(dataset="sst2-dev", where="1=1 --")) == 872
+        assert count_rows(con, ExampleFilter(dataset="sst2-dev", where="label = 1")) == len(plain.json())

@@ -14,7 +14,7 @@ import duckdb
 
 from engine.analysis.regions import Bounds
 from engine.analysis.sql import lit, rows_as_dicts
-from storage.queries import QueryResult, check_readonly
+from storage.queries import QueryResult, scoped_condition
 
 # the per-example metrics the table shows, filters and sorts by (columns of `example_metrics`)
 METRICS = (
@@ -91,8 +91,7 @@ class ExampleFilter:
             )
             params["tag"] = self.tag
         if self.where:
-            check_readonly(f"SELECT 1 WHERE ({self.where})")
-            example_conds.append(f"({self.where})")
+            example_conds.append(scoped_condition(self.where))
         return metric_conds, example_conds, params
 
     def url(self, page: int | None = None, total: int | None = None) -> str:
@@ -228,7 +227,7 @@ def query_page(con: duckdb.DuckDBPyConnection, f: ExampleFilter, limit: int, off
             metrics = {row["example_id"]: row for row in rows_as_dicts(cur)}
             ids = list(metrics)
             return _assemble(f, ids, _examples_by_ids(cur, f, ids), metrics)
-        plain_example_conds = [c for c in example_conds if not (f.where and c == f"({f.where})")]
+        plain_example_conds = [c for c in example_conds if not (f.where and c == scoped_condition(f.where))]
         if (
             f.run_id
             and not metric_conds
