@@ -49,7 +49,9 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
                 for event in events:
                     kind = event.get("type")
                     if kind == "epoch_end":
-                        metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in event.get("metrics", {}).items())
+                        metrics = ", ".join(
+                            f"{k} {fmt_value(v)}" for k, v in event.get("metrics", {}).items()
+                        )
                         bar.console.print(f"epoch {event['epoch'] + 1} done: {metrics}", highlight=False)
                     elif kind == "log":
                         bar.console.print(str(event.get("message", "")), highlight=False)
@@ -63,7 +65,7 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
                     completed, total = p.steps(n_epochs)
                     info = (
                         f"epoch {p.epoch + 1}/{n_epochs}  loss {p.loss or 0:.4f}  "
-                        f"{p.examples_per_s or 0:.1f} ex/s  eta {_fmt_s(p.eta_s)}"
+                        f"{p.examples_per_s or 0:.1f} ex/s  eta {fmt_duration(p.eta_s)}"
                     )
                     bar.update(task, total=total, completed=completed, info=info)
                 if status in TERMINAL_STATES:
@@ -95,8 +97,6 @@ def _n_epochs(ws: Workspace, run_id: str) -> int:
 
 
 # the one formatter of the read layer: a metric to 4 decimals ('-' when missing), a duration as m:ss / h:mm:ss
-_fmt = fmt_value
-_fmt_s = fmt_duration
 
 
 @click.command("jobs")
@@ -115,7 +115,7 @@ def jobs_cmd(workspace: str | None, as_json: bool) -> None:
     for j in jobs:
         p = j["progress"] or {}
         live = (
-            f"epoch {p['epoch'] + 1} step {p['step']}/{p['total']} eta {_fmt_s(p.get('eta_s'))}"
+            f"epoch {p['epoch'] + 1} step {p['step']}/{p['total']} eta {fmt_duration(p.get('eta_s'))}"
             if p and j["alive"]
             else ""
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from engine.analysis.format import fmt_value
 from engine.cli.common import (
     catalog,
     get_workspace,
@@ -59,10 +60,6 @@ def given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if v not in (None, ())}
 
 
-def fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_json: bool) -> None:
     """--detach: report the pid and return; else follow the job to its end and print its summary."""
     if detach:
@@ -91,7 +88,7 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
     else:
         click.echo(f"{run_id}: {status}, {summary['epochs_done']}/{summary['n_epochs']} epochs")
         for name, metrics in summary["evaluations"].items():
-            click.echo(f"  eval {name}: " + ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items()))
+            click.echo(f"  eval {name}: " + ", ".join(f"{k} {fmt_value(v)}" for k, v in metrics.items()))
     if status != "done":
         sys.exit(1)
 
@@ -105,7 +102,7 @@ def print_inline(results: Any, as_json: bool) -> None:
         print_table(
             f"{result.get('run_id')} on {result.get('eval_set')}",
             ["metric", "value"],
-            [[k, fmt(v)] for k, v in metrics.items()],
+            [[k, fmt_value(v)] for k, v in metrics.items()],
         )
 
 
