@@ -7,6 +7,7 @@ mid-write never leaves a half file where a reader would find it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -20,11 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from storage.jsontext import dumps_json
+
 SHARD_RE = re.compile(r"epoch=(\d+)/rank=(\d+)\.parquet$")
 TERMINAL_STATES = ("done", "failed", "cancelled")
 # What a job may leave in its run folder for sync to fold into the catalog (a job kind names its own, and its
-# config.json lists them): per-epoch dynamics shards, and evaluation files (eval/<set>.parquet + .json).
-ARTIFACT_KINDS = ("dynamics", "eval")
+# config.json lists them): per-epoch dynamics shards, evaluation files (eval/<set>.parquet + .json), and an attack's
+# per-example results (attack/results.parquet + attack/summary.json).
+ARTIFACT_KINDS = ("dynamics", "eval", "attack")
 
 
 def _temp_name(path: Path) -> Path:
@@ -43,7 +47,8 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """Write a JSON document (NaN and infinities as null: other programs read these files)."""
+    write_atomic_bytes(path, (dumps_json(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
@@ -268,11 +273,91 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     write_json_atomic(run_dir / "config.json", config)
 
 
+BROKEN = "broken"  # the status listings give a run folder that sync cannot read (see BrokenRunError)
+
+
+class BrokenRunError(ValueError):
+    """A run folder that cannot be used as it is: its config.json is unreadable, not JSON, not a JSON object, or
+    has a field of the wrong type (or its events log cannot be read). Sync skips such a run and the listings show
+    it with status `broken` and `reason`; the user fixes or removes the folder."""
+
+    def __init__(self, run_dir: Path, reason: str) -> None:
+        super().__init__(f"run '{run_dir.name}' is broken: {reason} (fix or remove {run_dir})")
+        self.run_id = run_dir.name
+        self.reason = reason
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _is_timestamp(value: Any) -> bool:  # seconds since the epoch, within what a datetime can hold
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 2.5e11
+
+
+def _is_selection(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("run_id"), str)
+        and isinstance(value.get("region"), str)
+        and all(
+            value.get(k) is None or (isinstance(value[k], (int, float)) and not isinstance(value[k], bool))
+            for k in ("fraction", "seed")
+        )
+    )
+
+
+# The fields of config.json that sync and the listings read (each kind's own fields are its spec's business):
+# name -> (what it must be, the check). A field may be absent or null, except `kind`.
+CONFIG_FIELDS: dict[str, tuple[str, Any]] = {
+    "kind": ("a non-empty string", lambda v: isinstance(v, str) and v != ""),
+    "dataset": ("a string", lambda v: isinstance(v, str)),
+    "model": ("a string", lambda v: isinstance(v, str)),
+    "subset": ("a string", lambda v: isinstance(v, str)),
+    "source_run": ("a string", lambda v: isinstance(v, str)),
+    "epochs": ("a whole number of epochs", _is_count),
+    "el2n_epoch": ("a whole number (an epoch)", _is_count),
+    "created_at": ("a time stamp in seconds", _is_timestamp),
+    "artifacts": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "selection": ("an object with run_id and region", _is_selection),
+}
+
+
+def config_problem(config: Any) -> str | None:
+    """What is wrong with a parsed config.json for sync and the listings, or None when it can be used."""
+    if not isinstance(config, dict):
+        return f"config.json holds a JSON {type(config).__name__.replace('NoneType', 'null')}, not an object"
+    for name, (what, check) in CONFIG_FIELDS.items():
+        if name not in config or (config[name] is None and name != "kind"):
+            continue
+        if not check(config[name]):
+            return f"config.json: '{name}' must be {what}, got {json.dumps(config[name], default=str)[:80]}"
+    return None
+
+
 def read_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's job spec; None while it is missing (the launcher writes it last: a folder still being created).
+
+    Raises BrokenRunError, with the reason, for a config.json that is there but cannot be used."""
     path = run_dir / "config.json"
     if not path.is_file():
+        if os.path.lexists(path):
+            raise BrokenRunError(run_dir, "config.json is not a regular file")
         return None
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise BrokenRunError(run_dir, f"cannot read config.json: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise BrokenRunError(
+            run_dir, f"config.json is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # not UTF-8; nested too deeply to parse
+        raise BrokenRunError(run_dir, f"config.json is not valid JSON ({type(exc).__name__}: {exc})") from exc
+    problem = config_problem(config)
+    if problem:
+        raise BrokenRunError(run_dir, problem)
+    return config  # type: ignore[no-any-return]
 
 
 # ---- events.jsonl --------------------------------------------------------------------------------------
@@ -286,7 +371,7 @@ def append_event(run_dir: Path, type: str, **fields: Any) -> dict[str, Any]:
     """Append one event as one line, written with a single O_APPEND write so concurrent writers never
     interleave within a line. State changes are fsynced: they decide what a resumed run does."""
     event = {"ts": time.time(), "type": type, **fields}
-    line = (json.dumps(event, default=str) + "\n").encode()
+    line = (dumps_json(event, default=str) + "\n").encode()
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(events_path(run_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -323,14 +408,26 @@ class EventTail:
         for raw in chunk[: end + 1].splitlines():
             if raw.strip():
                 try:
-                    events.append(json.loads(raw))
-                except json.JSONDecodeError:
+                    event = json.loads(raw)
+                except (ValueError, RecursionError):  # JSONDecodeError, or bytes that are not UTF-8
                     continue  # a torn line from a killed writer; the next line is whole again
+                if isinstance(event, dict):  # any other JSON value is not an event: skipped like a torn line
+                    events.append(event)
         return events
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     return EventTail(run_dir).read_new()
+
+
+# Progress fields that readers do arithmetic with (engine.analysis.progress): numbers or null, nothing else.
+PROGRESS_NUMBERS = ("epoch", "step", "total", "eta_s", "examples_per_s", "loss")
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    )
 
 
 @dataclass
@@ -353,23 +450,40 @@ class RunState:
         return self.status in TERMINAL_STATES
 
     def apply(self, event: dict[str, Any]) -> None:
-        self.last_ts = event.get("ts", self.last_ts)
+        # A value of the wrong type (a hand-edited or foreign line) is ignored, field by field, like a torn line:
+        # the log is the job's own record and one odd line must not stop a listing.
+        ts = event.get("ts")
+        if _is_timestamp(ts):
+            self.last_ts = ts
         kind = event.get("type")
         if kind == "state":
-            self.status = event.get("status", self.status)
-            self.message = event.get("message", self.message)
-            self.pid = event.get("pid", self.pid)
-            if "n_epochs" in event:
+            if isinstance(event.get("status"), str):
+                self.status = event["status"]
+            if "message" in event:
+                message = event["message"]
+                self.message = None if message is None else str(message)
+            if "pid" in event and (event["pid"] is None or _is_count(event["pid"])):
+                self.pid = event["pid"]
+            if "n_epochs" in event and (event["n_epochs"] is None or _is_count(event["n_epochs"])):
                 self.n_epochs = event["n_epochs"]
             if self.status in TERMINAL_STATES:
-                self.finished_at = event.get("ts")
+                self.finished_at = ts if _is_timestamp(ts) else None
         elif kind == "epoch_end":
-            self.epochs_done = max(self.epochs_done, int(event.get("epoch", 0)) + 1)
-            self.metrics.update(event.get("metrics", {}))
+            if _is_count(event.get("epoch", 0)):
+                self.epochs_done = max(self.epochs_done, int(event.get("epoch", 0)) + 1)
+            if isinstance(event.get("metrics"), dict):
+                self.metrics.update(event["metrics"])
         elif kind == "progress":
-            self.progress = {k: v for k, v in event.items() if k not in ("ts", "type")}
+            self.progress = {
+                k: v
+                for k, v in event.items()
+                if k not in ("ts", "type")
+                and (v is None or isinstance(v, (int, float, str)))
+                and not (k in PROGRESS_NUMBERS and not _is_number(v))
+            }
         elif kind == "metrics":
-            self.metrics.update(event.get("metrics", {}))
+            if isinstance(event.get("metrics"), dict):
+                self.metrics.update(event["metrics"])
         elif kind == "log":
             self.logs = (self.logs + [str(event.get("message", ""))])[-50:]
 
@@ -404,7 +518,29 @@ def fold_events(events: list[dict[str, Any]]) -> RunState:
 
 
 def run_state(run_dir: Path) -> RunState:
-    return fold_events(read_events(run_dir))
+    """The run's state from its events (none yet: `created`). BrokenRunError when the log cannot be read."""
+    try:
+        return fold_events(read_events(run_dir))
+    except OSError as exc:  # unreadable, or not a file
+        raise BrokenRunError(run_dir, f"cannot read events.jsonl: {exc.strerror or exc}") from exc
+
+
+def read_eval_summary(run_dir: Path, path: Path) -> dict[str, Any]:
+    """An evaluation's summary (eval/<set>.json: n_examples, metrics); BrokenRunError when it cannot be used."""
+    rel = path.relative_to(run_dir).as_posix()
+    try:
+        summary = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise BrokenRunError(run_dir, f"cannot read {rel}: {exc.strerror or exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise BrokenRunError(run_dir, f"{rel} is not valid JSON ({exc})") from exc
+    if not isinstance(summary, dict):
+        raise BrokenRunError(run_dir, f"{rel} holds a JSON {type(summary).__name__}, not an object")
+    if summary.get("n_examples") is not None and not _is_count(summary["n_examples"]):
+        raise BrokenRunError(run_dir, f"{rel}: 'n_examples' must be a whole number")
+    if summary.get("metrics") is not None and not isinstance(summary["metrics"], dict):
+        raise BrokenRunError(run_dir, f"{rel}: 'metrics' must be an object")
+    return summary
 
 
 def eval_dir(run_dir: Path) -> Path:
@@ -419,3 +555,35 @@ def list_eval_files(run_dir: Path) -> Iterator[tuple[str, Path]]:
     for path in sorted(folder.glob("*.parquet")):
         if path.with_suffix(".json").is_file():
             yield path.stem, path
+
+
+# ---- attack results ------------------------------------------------------------------------------------
+#
+# An attack job (engine.jobs.attack) writes its per-example rows in parts while it runs (attack/parts/*.parquet,
+# each atomic: a resumed job skips the examples they hold), then the whole table as attack/results.parquet and
+# the summary attack/summary.json last: sync registers an attack only once its summary exists.
+
+
+def attack_dir(run_dir: Path) -> Path:
+    return run_dir / "attack"
+
+
+def attack_results_path(run_dir: Path) -> Path:
+    return attack_dir(run_dir) / "results.parquet"
+
+
+def attack_summary_path(run_dir: Path) -> Path:
+    return attack_dir(run_dir) / "summary.json"
+
+
+def read_attack_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The attack's summary (None while it is missing); BrokenRunError when it is there but cannot be used."""
+    path = attack_summary_path(run_dir)
+    if not path.is_file():
+        return None
+    summary = read_eval_summary(run_dir, path)
+    for key in ("clean_accuracy", "aua", "success_rate", "avg_queries"):
+        value = (summary.get("metrics") or {}).get(key)
+        if value is not None and not _is_number(value):
+            raise BrokenRunError(run_dir, f"attack/summary.json: '{key}' must be a number")
+    return summary

@@ -159,6 +159,42 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE selections ADD COLUMN bounds VARCHAR;
         """,
     ),
+    (
+        6,
+        """
+        -- attack jobs (engine.jobs.attack): one summary row per attack run, and its per-example results
+        CREATE TABLE attacks (
+            run_id VARCHAR PRIMARY KEY,          -- the attack job's run
+            source_run VARCHAR NOT NULL,         -- the trained run that was attacked
+            dataset VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,             -- 'pgd' | 'word-swap' | 'char-swap'
+            n_examples BIGINT NOT NULL,
+            clean_accuracy DOUBLE,               -- Clean%: correct before the attack, over every example
+            aua DOUBLE,                          -- Aua%: correct after the attack, over every example
+            success_rate DOUBLE,                 -- succeeded / attacked (attacked: correct before)
+            avg_queries DOUBLE,                  -- #Query: mean model queries per attacked example
+            settings VARCHAR,                    -- JSON: steps, budget, max queries, seed, ...
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE attack_results (
+            run_id VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            label INTEGER,
+            text VARCHAR,                         -- the original text (the one attacked)
+            text_pair VARCHAR,                    -- a pair task's second text, left as it is
+            perturbed_text VARCHAR,               -- the attacked text (pgd: the original, it perturbs embeddings)
+            prediction_before VARCHAR,
+            prediction_after VARCHAR,
+            correct_before BOOLEAN,
+            correct_after BOOLEAN,
+            status VARCHAR,                       -- 'skipped' (wrong before) | 'succeeded' | 'failed'
+            queries INTEGER,                      -- model queries spent on this example, the clean one included
+            changed_words INTEGER[],              -- positions of the changed words (engine.evaluation.attacks)
+            similarity DOUBLE                     -- word-swap: sentence similarity of perturbed and original text
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

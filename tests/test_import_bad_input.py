@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pytest
 
@@ -171,3 +172,202 @@ def test_bad_name(seeded, cli, tmp_path):
     good = tmp_path / "g.tsv"
     good.write_text(GOOD_TSV)
     assert_refused(cli, seeded, [str(good), "--name", "bad name;drop"], "--name", "letters, digits")
+
+
+# ---- the rules, seen from the accepting side (in-process: the function the CLI calls) -------------------------
+
+
+def load(path, **opts):  # noqa: ANN001, ANN003, ANN201
+    from engine.importing.sources import ImportOptions, load_source
+
+    return load_source(str(path), "x", ImportOptions(**opts))
+
+
+def refused(path, *needles: str, **opts) -> str:  # noqa: ANN001, ANN003
+    from engine.errors import BadInputError
+
+    with pytest.raises(BadInputError) as info:
+        load(path, **opts)
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    return message
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        (1, "1"),
+        (1.0, "1"),
+        ("1", "1"),
+        (" 1.0 ", "1"),
+        ("01", "1"),
+        ("1e0", "1"),
+        (-0.0, "0"),
+        ("-2", "-2"),
+        ("positive", "positive"),
+        (" neutral ", "neutral"),
+        (None, None),
+        ("  ", None),
+    ],
+)
+def test_label_rule_accepts(value, key) -> None:  # noqa: ANN001
+    from engine.importing.sources import label_key
+
+    assert label_key(value) == key
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, False, float("nan"), float("inf"), -float("inf"), "nan", "-Infinity", "inf", 0.5, "2.5", [1], {}],
+)
+def test_label_rule_refuses(value) -> None:  # noqa: ANN001
+    from engine.importing.sources import label_key
+
+    with pytest.raises(ValueError):
+        label_key(value)
+
+
+def test_one_class_however_written(tmp_path) -> None:  # noqa: ANN001
+    rows = [
+        {"text": "a", "label": 1},
+        {"text": "b", "label": 1.0},
+        {"text": "c", "label": "1"},
+        {"text": "d", "label": 0},
+    ]
+    path = tmp_path / "l.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = load(path)
+    assert spec.label_names == ["0", "1"]
+    assert spec.examples.column("label").to_pylist() == [1, 1, 1, 0]
+    csv_path = tmp_path / "l.csv"
+    csv_path.write_text("text,label\na,1\nb,1.0\nc,0\n")
+    assert load(csv_path).label_names == ["0", "1"]
+    assert load(csv_path, labels=["0", "1.0"]).examples.column("label").to_pylist() == [1, 1, 0]
+
+
+def test_text_limit_is_the_same_for_every_format(tmp_path) -> None:  # noqa: ANN001
+    from engine.importing.sources import MAX_TEXT_CHARS
+
+    at_limit, over = "x" * MAX_TEXT_CHARS, "x" * (MAX_TEXT_CHARS + 1)
+    for text, ok in ((at_limit, True), (over, False)):
+        files = {
+            "t.csv": f"text,label\n{text},1\n",
+            "t.tsv": f"text\tlabel\n{text}\t1\n",
+            "t.jsonl": json.dumps({"text": text, "label": 1}) + "\n",
+            "t.json": json.dumps(
+                {
+                    "data": [
+                        {
+                            "paragraphs": [
+                                {
+                                    "context": text,
+                                    "qas": [
+                                        {
+                                            "id": "q",
+                                            "question": "?",
+                                            "answers": [{"text": "x", "answer_start": 0}],
+                                        }
+                                    ],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            ),
+        }
+        for name, content in files.items():
+            path = tmp_path / name
+            path.write_text(content)
+            if ok:
+                assert load(path).examples.num_rows == 1, name
+            else:
+                message = refused(path, f"{MAX_TEXT_CHARS:,}")
+                assert str(path) in message and ("characters" in message), message
+
+
+def test_gzip_members_and_zero_padding_are_fine(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "m.tsv.gz"
+    path.write_bytes(gzip.compress(b"sentence\tlabel\na\t1\n") + gzip.compress(b"b\t0\n") + b"\x00" * 64)
+    assert load(path).examples.column("text").to_pylist() == ["a", "b"]
+
+
+def test_size_limit_boundary_and_env(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    path = tmp_path / "g.tsv"
+    path.write_text(GOOD_TSV)
+    size = len(GOOD_TSV.encode())
+    monkeypatch.setenv("DYNASCOPE_MAX_IMPORT_BYTES", str(size))
+    assert load(path).examples.num_rows == 2
+    monkeypatch.setenv("DYNASCOPE_MAX_IMPORT_BYTES", str(size - 1))
+    refused(
+        path, f"the file is {size} bytes", f"import limit of {size - 1} bytes", "DYNASCOPE_MAX_IMPORT_BYTES"
+    )
+    monkeypatch.setenv("DYNASCOPE_MAX_IMPORT_BYTES", "many")
+    refused(path, "DYNASCOPE_MAX_IMPORT_BYTES='many'", "whole number of bytes")
+
+
+def test_links_are_followed_to_a_regular_file(tmp_path) -> None:  # noqa: ANN001
+    real = tmp_path / "real.tsv"
+    real.write_text(GOOD_TSV)
+    via = tmp_path / "via.tsv"
+    via.symlink_to(real)
+    assert load(via).examples.num_rows == 2
+
+
+def test_squad_answers_at_the_edges_pass(tmp_path) -> None:  # noqa: ANN001
+    context = "Normandy is a region in France."
+    qas: list[dict] = [
+        {"id": "start", "question": "?", "answers": [{"text": "Normandy", "answer_start": 0}]},
+        {"id": "end", "question": "?", "answers": [{"text": "France.", "answer_start": len(context) - 7}]},
+        {"id": "none", "question": "?", "answers": [], "is_impossible": True},
+    ]
+    path = tmp_path / "edges.json"
+    path.write_text(json.dumps(squad(qas, context, version="v2.0")))
+    spec = load(path)
+    assert spec.version == "v2.0"
+    assert spec.examples.column("is_impossible").to_pylist() == [False, False, True]
+
+
+def test_fix_spans_relocates_an_answer_start_outside_the_context(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "neg.json"
+    path.write_text(
+        json.dumps(squad([{**good_qa("q1"), "answers": [{"text": "France", "answer_start": -7}]}]))
+    )
+    refused(path, "'q1'", "answer_start -7 lies outside the context", "--fix-spans")
+    spec = load(path, fix_spans=True)
+    assert json.loads(spec.examples.column("answers")[0].as_py()) == [{"text": "France", "answer_start": 24}]
+
+
+def test_jsonl_lines_split_on_newlines_only(tmp_path) -> None:  # noqa: ANN001
+    """U+2028 (line separator) is valid inside a JSON string; it must not split the record."""
+    path = tmp_path / "u.jsonl"
+    path.write_text(json.dumps({"text": "one\u2028two", "label": 0}, ensure_ascii=False) + "\n")
+    assert load(path).examples.column("text").to_pylist() == ["one\u2028two"]
+
+
+def test_csv_messages_name_the_first_line_of_a_multiline_record(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "ml.csv"
+    path.write_text('text,label\n"two\nlines",1\n\n"also\ntwo",\n')
+    refused(path, f"{path}:5:", "empty label")
+
+
+def test_import_hardening_through_the_cli(seeded, cli, tmp_path) -> None:  # noqa: ANN001
+    """The issue's reproductions, end to end: each one exits 2, fast, and lands nothing."""
+    fifo = tmp_path / "x.csv"
+    os.mkfifo(fifo)
+    assert_refused(cli, seeded, [str(fifo), "--name", "x"], str(fifo), "named pipe")
+    zero = tmp_path / "z.csv"
+    zero.symlink_to("/dev/zero")
+    assert_refused(cli, seeded, [str(zero), "--name", "x"], f"{zero} -> /dev/zero", "character device")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    assert_refused(cli, seeded, [str(deep), "--name", "x"], f"{deep}:1:", "nested too deeply")
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    assert_refused(cli, seeded, [str(loop), "--name", "x"], str(loop), "symbolic link loop")
+    garbage = tmp_path / "g.tsv.gz"
+    garbage.write_bytes(gzip.compress(GOOD_TSV.encode()) + b"junk")
+    message = assert_refused(
+        cli, seeded, [str(garbage), "--name", "x"], str(garbage), "trailing garbage at byte"
+    )
+    assert "not a gzip file" not in message

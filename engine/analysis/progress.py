@@ -95,9 +95,11 @@ def progress_of(job: RunState | dict[str, Any]) -> JobProgress:
 
 
 def workspace_fingerprint(ws: Workspace) -> tuple[tuple[str, int, int], ...]:
-    """Size and mtime of every events.jsonl and the catalog: cheap to poll, changes when a job or CLI writes."""
+    """Size and mtime of every events.jsonl and config.json and the catalog: cheap to poll, changes when a job or
+    CLI writes (or a run folder breaks or is mended)."""
     found = []
-    paths = [ws.run_dir(r) / "events.jsonl" for r in ws.run_ids()] + [ws.catalog_path]
+    runs = [ws.run_dir(r) for r in ws.run_ids()]
+    paths = [d / "events.jsonl" for d in runs] + [d / "config.json" for d in runs] + [ws.catalog_path]
     for path in paths:
         try:
             st = path.stat()

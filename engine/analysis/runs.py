@@ -13,7 +13,8 @@ import duckdb
 
 from engine.analysis.selection import describe_selection
 from engine.analysis.sql import rows_as_dicts
-from storage.artifacts import run_state
+from storage.artifacts import BROKEN, BrokenRunError, run_state
+from storage.sync import broken_runs
 from storage.workspace import Workspace
 
 RUN_COLUMNS = """run_id, kind, dataset, json_extract_string(config, '$.subset') AS subset,
@@ -43,8 +44,25 @@ def trained_on(config: dict[str, Any]) -> str | None:
     return config.get("subset") or config.get("dataset")
 
 
-def list_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Every run, oldest first: id, kind, trained on (subset or dataset), its full dataset, origin, status."""
+def with_broken(
+    runs: list[dict[str, Any]], ws: Workspace | None, blank: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """`runs` (catalog rows) with every broken run folder of `ws` (storage.sync.broken_runs) as status `broken`
+    and its `reason`: over its row when it was registered before it broke, else as a row of its own (`blank`
+    filled in: a broken config.json tells nothing trustworthy), after the others. Every row gets `reason`."""
+    broken = broken_runs(ws) if ws is not None else {}
+    for run in runs:
+        run["reason"] = broken.pop(run["run_id"], None)
+        if run["reason"] is not None:
+            run["status"] = BROKEN
+    for run_id, reason in sorted(broken.items()):
+        runs.append({**blank, "run_id": run_id, "status": BROKEN, "epochs_done": 0, "reason": reason})
+    return runs
+
+
+def list_runs(con: duckdb.DuckDBPyConnection, ws: Workspace | None = None) -> list[dict[str, Any]]:
+    """Every run, oldest first: id, kind, trained on (subset or dataset), its full dataset, origin, status; with
+    `ws`, also the run folders sync skipped as broken (status `broken`, `reason` says why)."""
     cur = con.execute(
         f"""SELECT {RUN_COLUMNS}, strftime(created_at, '%Y-%m-%d %H:%M:%S') AS created_at
             FROM runs ORDER BY created_at, run_id"""
@@ -57,13 +75,14 @@ def list_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         run["selection"] = json.loads(run["selection"]) if run["selection"] else None
         run["trained_on"] = trained_on(run)
         runs.append(run)
-    return runs
+    return with_broken(runs, ws, {c: None for c in [*cols, "origin", "trained_on"]})
 
 
 def runs_overview(con: duckdb.DuckDBPyConnection, ws: Workspace | None = None) -> list[dict[str, Any]]:
     """Runs as the app's home lists them, oldest first, with a key metric: the latest evaluation's, else the last
     epoch's training metrics from events.jsonl (with `ws`). `dataset` is what the run trained on (a selection's
-    name for a retrain). Cheap on a million-example run (no scan of example_metrics)."""
+    name for a retrain). With `ws`, broken run folders are listed too (status `broken`, `reason`; see
+    `with_broken`). Cheap on a million-example run (no scan of example_metrics)."""
     cur = con.execute(
         """SELECT r.run_id, r.kind, r.dataset AS full_dataset, json_extract_string(r.config, '$.subset') AS subset,
                   json_extract(r.config, '$.selection') AS selection, r.model, r.status, r.epochs_done, r.n_epochs,
@@ -72,11 +91,16 @@ def runs_overview(con: duckdb.DuckDBPyConnection, ws: Workspace | None = None) -
                    ORDER BY e.created_at DESC, e.eval_set LIMIT 1) AS last_eval
            FROM runs r ORDER BY r.created_at, r.run_id"""
     )
-    runs = rows_as_dicts(cur)
+    runs = with_broken(rows_as_dicts(cur), ws, {d[0]: None for d in cur.description})
     for run in runs:
-        run["dataset"] = trained_on({"subset": run["subset"], "dataset": run["full_dataset"]})
+        run["dataset"] = trained_on({"subset": run.get("subset"), "dataset": run.get("full_dataset")})
         run["origin"] = origin(run)
-        run["train_metrics"] = run_state(ws.run_dir(run["run_id"])).metrics if ws is not None else {}
+        run["train_metrics"] = {}
+        if ws is not None and run["status"] != BROKEN:
+            try:
+                run["train_metrics"] = run_state(ws.run_dir(run["run_id"])).metrics
+            except BrokenRunError:  # broke after the check above: listed as it was
+                pass
         run["key_metric"] = key_metric(run)
     return runs
 

@@ -4,8 +4,8 @@ says what and where)."""
 
 from __future__ import annotations
 
+import errno
 import functools
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,19 +15,30 @@ import click
 import duckdb
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.errors import BadInputError
-from storage.catalog import CatalogLockedError, open_catalog
+from storage.artifacts import BrokenRunError
+from storage.catalog import (
+    CHOOSE,
+    CatalogLockedError,
+    WorkspaceError,
+    WorkspaceNotWritableError,
+    open_catalog,
+    unwritable,
+)
 from storage.datasets import DatasetExistsError
+from storage.jsontext import dumps_json
 from storage.queries import ReadOnlyViolation
-from storage.sync import sync
+from storage.sync import SyncReport, sync
 from storage.workspace import WORKSPACE_ENV, Workspace, resolve_workspace
 
 stderr = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Text, not markup: a message quotes user input, where a '[' must stay a '['
+    stderr.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -38,10 +49,17 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (BadInputError, DatasetExistsError, ReadOnlyViolation) as exc:
+        except (BadInputError, DatasetExistsError, ReadOnlyViolation, BrokenRunError, WorkspaceError) as exc:
             fail(str(exc))
         except CatalogLockedError as exc:
             fail(str(exc), code=1)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # a folder or file of the workspace the user may not read or write (the catalog's own cases are
+            # WorkspaceErrors above; this is the rest: a run folder, an export)
+            where = f" {exc.filename}" if exc.filename else ""
+            fail(f"cannot write or read{where}: {exc.strerror}; check the permissions of the workspace")
 
     return wrapper
 
@@ -67,16 +85,46 @@ def get_workspace(workspace: str | None) -> Workspace:
     return resolve_workspace(chosen)
 
 
+_noted: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """A note on stderr (never stdout: --json output stays one document), once per process."""
+    if message not in _noted:
+        _noted.add(message)
+        stderr.print(Text.assemble(("note:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
+def report_sync(ws: Workspace, report: SyncReport) -> None:
+    if report.read_only:
+        note_once(
+            f"the workspace {ws.root} is not writable: showing its catalog as it is, without what jobs wrote "
+            "since (make it writable to fold that in)"
+        )
+    for run_id, reason in report.broken.items():
+        note_once(f"run '{run_id}' is broken and was skipped: {reason} (fix or remove {ws.run_dir(run_id)})")
+
+
+def require_writable(ws: Workspace) -> None:
+    """Refuse a command that writes, up front, on a workspace that cannot be written (naming the path)."""
+    reason = unwritable(ws)
+    if reason is not None:
+        raise WorkspaceNotWritableError(f"the workspace {ws.root} is not writable: {reason}; {CHOOSE}")
+
+
 @contextmanager
-def catalog(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the catalog for one unit of work, after folding in what job processes wrote."""
-    with open_catalog(ws) as con:
-        sync(ws, con)
+def catalog(ws: Workspace, read_only_ok: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the catalog for one unit of work, after folding in what job processes wrote. `read_only_ok`: the
+    command only reads, so an unwritable workspace is opened read-only (unsynced, with a note) instead of
+    refused."""
+    with open_catalog(ws, read_only_ok=read_only_ok) as con:
+        report_sync(ws, sync(ws, con))
         yield con
 
 
 def print_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    """One JSON document on stdout: strict JSON (NaN and infinities are null)."""
+    click.echo(dumps_json(obj, indent=2, default=str))
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -96,6 +144,6 @@ def open_app(ws: Workspace) -> None:
     if opener is None:
         fail("the terminal app is not installed; run `dynascope --help` for the command line")
         return
-    with open_catalog(ws) as con:  # create and sync before the app paints
-        sync(ws, con)
+    with catalog(ws, read_only_ok=True):  # create and sync before the app paints
+        pass
     opener(ws)

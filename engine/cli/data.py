@@ -14,6 +14,7 @@ from engine.cli.common import (
     open_app,
     print_json,
     print_table,
+    require_writable,
     stderr,
     user_errors,
     workspace_option,
@@ -54,6 +55,7 @@ def import_cmd(
     from engine.importing.sources import ImportOptions, load_source
 
     ws = get_workspace(workspace)
+    require_writable(ws)  # before reading a source that may take minutes
     options = ImportOptions(labels=labels.split(",") if labels else None, **opts)
     with stderr.status(f"reading {source} ..."):
         spec = load_source(source, name, options)
@@ -81,7 +83,7 @@ def import_cmd(
 @user_errors
 def datasets_cmd(workspace: str | None, as_json: bool) -> None:
     """List datasets: name, task, number of examples, source."""
-    with catalog(get_workspace(workspace)) as con:
+    with catalog(get_workspace(workspace), read_only_ok=True) as con:
         items = list_datasets(con)
     if as_json:
         print_json(items)
@@ -105,7 +107,7 @@ def examples_cmd(
     dataset: str, where: str | None, limit: int, offset: int, workspace: str | None, as_json: bool
 ) -> None:
     """Show examples of a dataset."""
-    with catalog(get_workspace(workspace)) as con:
+    with catalog(get_workspace(workspace), read_only_ok=True) as con:
         names = [d["name"] for d in list_datasets(con)]
         if dataset not in names:
             raise BadInputError(
@@ -139,7 +141,7 @@ def sql_cmd(
     """Run a read-only SQL query over the catalog: the connection refuses writes and anything outside the
     catalog (files, extensions, ATTACH, SET), and a query is stopped after a time limit."""
     ws = get_workspace(workspace)
-    with catalog(ws):
+    with catalog(ws, read_only_ok=True):
         pass  # fold in what jobs wrote, then close: the console's connection is a different one
     with open_console(ws) as con:
         try:
@@ -157,11 +159,13 @@ def sql_cmd(
 @json_option
 @user_errors
 def runs_cmd(workspace: str | None, as_json: bool) -> None:
-    """List runs: id, kind, what it trained on (a selection's name for a retrain), origin, status, epochs."""
+    """List runs: id, kind, what it trained on (a selection's name for a retrain), origin, status, epochs. A run
+    folder that cannot be read is listed as `broken`, with the reason."""
     from engine.analysis.runs import list_runs
 
-    with catalog(get_workspace(workspace)) as con:
-        items = list_runs(con)
+    ws = get_workspace(workspace)
+    with catalog(ws, read_only_ok=True) as con:
+        items = list_runs(con, ws)
     if as_json:
         print_json(items)
         return
@@ -174,7 +178,7 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
                 r["kind"],
                 r["trained_on"],
                 r["origin"] or "",
-                r["status"],
+                f"broken: {r['reason']}" if r["status"] == "broken" else r["status"],
                 f"{r['epochs_done']}/{r['n_epochs'] or '?'}",
                 r["created_at"],
             ]

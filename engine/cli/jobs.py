@@ -33,6 +33,10 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
 
     follower = JobFollower(ws.run_dir(run_id))
     status = "running"
+    # With the job's process at hand, the events before its launch (its `running` state, which the launcher
+    # writes with its pid) belong to an earlier job of the run (a resume): its end is not this job's.
+    launched = proc.pid if proc is not None else None
+    ours = launched is None
     interrupted = 0
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -48,6 +52,9 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
                 events = follower.poll()
                 for event in events:
                     kind = event.get("type")
+                    ours = ours or (kind == "state" and event.get("pid") == launched)
+                    if not ours:
+                        continue
                     if kind == "epoch_end":
                         metrics = ", ".join(
                             f"{k} {fmt_value(v)}" for k, v in event.get("metrics", {}).items()
@@ -104,7 +111,8 @@ def _n_epochs(ws: Workspace, run_id: str) -> int:
 @json_option
 @user_errors
 def jobs_cmd(workspace: str | None, as_json: bool) -> None:
-    """List jobs from their run folders: status, epochs, live progress, pid."""
+    """List jobs from their run folders: status, epochs, live progress, pid. A run folder that cannot be read is
+    listed as `broken`, with the reason (its `message` in --json)."""
     from engine.jobs import list_jobs
 
     jobs = list_jobs(get_workspace(workspace))
@@ -124,8 +132,8 @@ def jobs_cmd(workspace: str | None, as_json: bool) -> None:
                 j["run_id"],
                 j["kind"],
                 j["dataset"],
-                j["status"],
-                f"{j['epochs_done']}/{j['n_epochs']}",
+                f"broken: {j['message']}" if j["status"] == "broken" else j["status"],
+                f"{j['epochs_done']}/{j['n_epochs'] or '?'}",
                 live,
                 j["pid"] if j["alive"] else "",
             ]

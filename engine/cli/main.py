@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from engine.cli import analysis, data, jobs, kinds
-from engine.cli.common import open_app, workspace_option
+from engine.cli.common import open_app, user_errors, workspace_option
 from storage.workspace import Workspace, resolve_workspace
 
 AppOpener = Callable[[Workspace], None]
@@ -22,6 +22,7 @@ AppOpener = Callable[[Workspace], None]
 @workspace_option
 @click.version_option(package_name="dynascope")
 @click.pass_context
+@user_errors  # opening the app (no command) meets the same errors as a command: a message, never a traceback
 def cli(ctx: click.Context, workspace: str | None) -> None:
     """dynascope: which training examples make your model fragile. Without a command, opens the app."""
     if ctx.invoked_subcommand is None:

@@ -13,17 +13,23 @@ The files are read by DuckDB's own JSON reader into an in-memory database, where
 quantities are computed in SQL; a file the fast path refuses is read again line by line, only to name the line
 in the message (or, if that exact reader accepts it after all, to use its records).
 
-Everything is read and checked before anything is written: a bad file leaves no run behind.
+Everything is read and checked before anything is written: a bad file leaves no run behind. The files pass the
+same guards as a dataset import (`engine.importing.files`): regular files only (links followed; a pipe or a device
+named dynamics_epoch_0.jsonl is refused, never read), at most the import size limit each, JSON nested too deeply
+named with its line.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import BadInputError
+from engine.importing.files import check_directory, check_regular_file, describe, json_too_deep, read_text
 from storage.artifacts import (
     SHARD_KEY,
     append_event,
@@ -62,22 +69,20 @@ class ImportResult:
 
 
 def find_epoch_files(directory: Path) -> list[tuple[int, Path]]:
-    """dynamics_epoch_N.jsonl files of DIR, or of DIR/training_dynamics, numbered 0..N-1 without gaps."""
-    if not directory.exists():
-        raise BadInputError(
-            f"{directory}: no such directory; give the folder holding dynamics_epoch_N.jsonl files"
-        )
-    if not directory.is_dir():
-        raise BadInputError(
-            f"{directory}: not a directory; give the folder holding dynamics_epoch_N.jsonl files"
-        )
+    """dynamics_epoch_N.jsonl files of DIR, or of DIR/training_dynamics, numbered 0..N-1 without gaps; each a
+    regular file (links followed) within the import size limit."""
+    try:
+        check_directory(directory)
+    except BadInputError as exc:
+        raise BadInputError(f"{exc}; give the folder holding dynamics_epoch_N.jsonl files") from None
     for folder in (directory, directory / "training_dynamics"):
         if not folder.is_dir():
             continue
         found: dict[int, Path] = {}
         for path in sorted(folder.iterdir()):
             match = FILE_RE.match(path.name)
-            if match and path.is_file():
+            if match:
+                check_regular_file(path)  # a pipe, a device, a loop or a file over the size limit is refused
                 epoch = int(match.group(1))
                 if epoch in found:
                     raise BadInputError(
@@ -98,6 +103,39 @@ def find_epoch_files(directory: Path) -> list[tuple[int, Path]]:
     )
 
 
+def _show(value: Any) -> str:
+    """A value for a message: its JSON spelling when short and flat, else a description."""
+    if value is None or isinstance(value, (bool, float)) or isinstance(value, str) and len(value) <= 40:
+        return json.dumps(value)
+    return describe(value)
+
+
+def _finite_number(value: Any) -> bool:
+    """A number a logit can be: not a boolean, not NaN or infinite, within float range."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) < 2**1023
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a file read through the import guards (a regular file within the size limit,
+    UTF-8), lines split as text mode splits them (at LF, CRLF or CR)."""
+    return enumerate(io.StringIO(read_text(path, compressed=False), newline=None), start=1)
+
+
+def _parse_line(raw: str, where: str, path: Path, lineno: int) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise json_too_deep(str(path), raw, lineno) from exc
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise BadInputError(f"{where}: not valid JSON ({exc})") from exc
+
+
 def _scan_lines(
     path: Path, epoch: int, n_classes: int | None
 ) -> tuple[list[str], list[list[float]], list[int]]:
@@ -108,57 +146,49 @@ def _scan_lines(
     logits: list[list[float]] = []
     golds: list[int] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(record, dict):
-                raise BadInputError(f"{where}: expected a JSON object with guid, {field_name} and gold")
-            for name in ("guid", field_name, "gold"):
-                if name not in record or record[name] is None:
-                    other = [k for k in record if k.startswith("logits_epoch_")]
-                    hint = (
-                        f" (it has {other[0]}: is the file named for the right epoch?)"
-                        if other and name == field_name
-                        else ""
-                    )
-                    raise BadInputError(f"{where}: missing field '{name}'{hint}")
-            guid = record["guid"]
-            if isinstance(guid, bool) or not isinstance(guid, (str, int)):
-                raise BadInputError(f"{where}: guid must be a string or an integer, got {json.dumps(guid)}")
-            vec = record[field_name]
-            if (
-                not isinstance(vec, list)
-                or not vec
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec)
-            ):
-                raise BadInputError(f"{where}: {field_name} must be a non-empty list of numbers")
-            if n_classes is None:
-                n_classes = len(vec)
-            elif len(vec) != n_classes:
-                raise BadInputError(
-                    f"{where}: {field_name} has {len(vec)} logits, but earlier records have {n_classes}; "
-                    "every record needs one logit per class"
+    for lineno, raw in _lines(path):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        record = _parse_line(raw, where, path, lineno)
+        if not isinstance(record, dict):
+            raise BadInputError(f"{where}: expected a JSON object with guid, {field_name} and gold")
+        for name in ("guid", field_name, "gold"):
+            if name not in record or record[name] is None:
+                other = [k for k in record if k.startswith("logits_epoch_")]
+                hint = (
+                    f" (it has {other[0]}: is the file named for the right epoch?)"
+                    if other and name == field_name
+                    else ""
                 )
-            gold = record["gold"]
-            if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n_classes:
-                raise BadInputError(
-                    f"{where}: gold must be a class index in 0..{n_classes - 1}, got {json.dumps(gold)}"
-                )
-            key = str(guid)
-            if key in seen:
-                raise BadInputError(
-                    f"{where}: guid {key} appears twice in this file (first on line {seen[key]})"
-                )
-            seen[key] = lineno
-            guids.append(key)
-            logits.append([float(v) for v in vec])
-            golds.append(gold)
+                raise BadInputError(f"{where}: missing field '{name}'{hint}")
+        guid = record["guid"]
+        if isinstance(guid, bool) or not isinstance(guid, (str, int)):
+            raise BadInputError(f"{where}: guid must be a string or an integer, got {_show(guid)}")
+        vec = record[field_name]
+        if not isinstance(vec, list) or not vec or not all(_finite_number(v) for v in vec):
+            raise BadInputError(
+                f"{where}: {field_name} must be a non-empty list of numbers (finite: no NaN or infinity)"
+            )
+        if n_classes is None:
+            n_classes = len(vec)
+        elif len(vec) != n_classes:
+            raise BadInputError(
+                f"{where}: {field_name} has {len(vec)} logits, but earlier records have {n_classes}; "
+                "every record needs one logit per class"
+            )
+        gold = record["gold"]
+        if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n_classes:
+            raise BadInputError(
+                f"{where}: gold must be a class index in 0..{n_classes - 1}, got {_show(gold)}"
+            )
+        key = str(guid)
+        if key in seen:
+            raise BadInputError(f"{where}: guid {key} appears twice in this file (first on line {seen[key]})")
+        seen[key] = lineno
+        guids.append(key)
+        logits.append([float(v) for v in vec])
+        golds.append(gold)
     if not guids:
         raise BadInputError(f"{path}: the file holds no records")
     return guids, logits, golds
@@ -198,13 +228,14 @@ def _fast_load(con: duckdb.DuckDBPyConnection, path: Path, epoch: int, n_classes
         rows = con.execute(
             f"""SELECT count(*), count(guid), count({logits}), count(gold), min(len({logits})),
                        max(len({logits})), bool_or(list_count({logits}) <> len({logits})), min(gold), max(gold),
-                       count(DISTINCT guid)
+                       count(DISTINCT guid),
+                       bool_or(len(list_filter({logits}, lambda x: NOT isfinite(x::DOUBLE))) > 0)
                 FROM raw"""
         ).fetchall()
     except duckdb.Error:  # every read error: bad JSON, a line that is not an object, ...
         return None
-    n, n_guid, n_logits, n_gold, shortest, width, null_logit, low, high, distinct = rows[0]
-    if not n or not (n == n_guid == n_logits == n_gold == distinct) or null_logit:
+    n, n_guid, n_logits, n_gold, shortest, width, null_logit, low, high, distinct, non_finite = rows[0]
+    if not n or not (n == n_guid == n_logits == n_gold == distinct) or null_logit or non_finite:
         return None
     if shortest != width or not width or (n_classes is not None and width != n_classes):
         return None
@@ -273,14 +304,13 @@ def load_epochs(con: duckdb.DuckDBPyConnection, files: list[tuple[int, Path]]) -
 
 def _line_of(path: Path, guid: str) -> int:
     """Line number of a guid's record in a file (for messages only)."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and str(record.get("guid")) == guid:
-                return lineno
+    for lineno, raw in _lines(path):
+        try:
+            record = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict) and str(record.get("guid")) == guid:
+            return lineno
     return 0
 
 

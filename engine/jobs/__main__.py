@@ -1,5 +1,8 @@
 """`python -m engine.jobs RUN_DIR`: the detached job process (what `train`, `retrain`, `eval --detach` and the
-app start). Exit status 0 done, 1 failed, 3 cancelled, 2 not a run folder."""
+app start). Exit status 0 done, 1 failed, 3 cancelled, 2 not a run folder or its lock held by another process.
+
+The first thing `run_job` does is install the SIGTERM handler; a launcher starts this process with SIGTERM blocked
+until then (engine.jobs.process.spawn), so a cancel sent before it is delivered to the handler, not lost."""
 
 from __future__ import annotations
 

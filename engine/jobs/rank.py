@@ -13,14 +13,17 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine.training.config import TrainConfig
-from engine.training.loop import StopFlag, finish, run_training
+from engine.training.loop import run_training
+from engine.training.stop import StopFlag, failure_message, finish
 from storage.artifacts import append_event, read_config, run_state
+from storage.joblock import RunBusyError, RunLock, acquire, busy_message
+
+_held: list[RunLock] = []  # the run's lock, when this rank holds it
 
 
 def evaluate_after_training(run_dir: Path) -> Callable[[Any, TrainConfig, Callable[[], bool]], None]:
@@ -71,13 +74,20 @@ def worker_main(run_dir: str) -> int:
     flag = StopFlag().install()
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0 and not os.environ.get("DYNASCOPE_SUPERVISED"):
+        # ranks launched by hand (accelerate launch, torchrun): rank 0 holds the run's lock, as a job process
+        # does (under a job process, that process holds it); refused, it exits and torchrun stops the others
+        try:
+            _held.append(acquire(path))  # held until this process ends
+        except RunBusyError as exc:
+            print(f"error: {busy_message(path.name, exc.pid, exc.launching)}", file=sys.stderr)
+            return 2
         cfg = read_config(path) or {}
         append_event(path, "state", status="running", pid=os.getpid(), n_epochs=cfg.get("epochs"))
     try:
         status = run_training(path, flag, after_training=evaluate_after_training(path))
     except Exception as exc:
         if rank == 0:
-            finish(path, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}")
+            finish(path, "failed", failure_message(exc))
         raise
     if rank == 0:
         finish(path, status, "stopped by a signal; resume with --resume" if status == "cancelled" else None)

@@ -17,6 +17,7 @@ from storage.sync import sync
 from storage.workspace import Workspace
 
 T = TypeVar("T")
+_noted_read_only: set[str] = set()  # workspaces the app said were read-only (once per process)
 
 
 class BaseScreen(Screen[None]):
@@ -34,11 +35,20 @@ class BaseScreen(Screen[None]):
         return self.app.workspace  # type: ignore[attr-defined,no-any-return]
 
     @contextmanager
-    def catalog(self, do_sync: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the catalog for one unit of work (call from a worker thread), optionally syncing first."""
-        with open_catalog(self.ws) as con:
+    def catalog(self, do_sync: bool = False, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the catalog for one unit of work (call from a worker thread), optionally syncing first. A read
+        (not `write`) on an unwritable workspace opens it read-only, unsynced, and says so once."""
+        with open_catalog(self.ws, read_only_ok=not write) as con:
             if do_sync:
-                sync(self.ws, con)
+                report = sync(self.ws, con)
+                if report.read_only and str(self.ws.root) not in _noted_read_only:
+                    _noted_read_only.add(str(self.ws.root))
+                    self.app.notify(  # thread-safe
+                        f"the workspace {self.ws.root} is not writable: showing the catalog as it is",
+                        severity="warning",
+                        timeout=8,
+                        markup=False,
+                    )
             yield con
 
     def with_catalog(self, fn: Callable[..., T], *args: Any, do_sync: bool = False) -> T:

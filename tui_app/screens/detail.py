@@ -262,7 +262,7 @@ class DetailScreen(BaseScreen):
 
     @work(thread=True, exclusive=False, group="annotate", exit_on_error=False)
     def save(self, kind: str, value: str) -> None:
-        with self.catalog() as con:
+        with self.catalog(write=True) as con:
             add_annotation(
                 con,
                 self.dataset,

@@ -141,7 +141,7 @@ class HomeScreen(BaseScreen):
                         r["dataset"] or "",
                         r["status"],
                         f"{r['epochs_done']}/{r['n_epochs'] or '?'}",
-                        r["key_metric"],
+                        r["key_metric"] if r.get("reason") is None else r["reason"],  # a broken run: why
                         r["created"] or "",
                     ],
                 )
