@@ -49,21 +49,43 @@ async def test_map_boundary_region_examples_detail_tag_and_restart(tui_ws):  # n
         assert isinstance(screen, DataMapScreen) and screen.run_id == "sst2-run"
         before = dict(screen.counts)
         assert sum(before.values()) == 872 and all(before.values())
-        assert before["ambiguous"] == sql_count(tui_ws, "variability >= 0.2")
+        # the boundaries are fitted to the run (engine.analysis.bounds): the top third is ambiguous
+        assert screen.fitted == screen.bounds
+        fitted = screen.bounds.cartography
+        assert before["ambiguous"] == sql_count(tui_ws, f"variability >= {fitted.ambiguous_variability!r}")
+        assert abs(before["ambiguous"] - 872 / 3) < 872 * 0.02
         assert re.search(rf"ambiguous\s+{before['ambiguous']:,}\s", screen_text(app))
+        assert "(fitted to the run)" in screen_text(app)
+        # the selected region's label mix, against all examples: counts as the catalog has them
+        assert screen.mix is not None
+        text = screen_text(app)
+        assert "labels in easy (vs all)" in text
+        for label in screen.mix.labels:
+            n = sql_count(
+                tui_ws,
+                f"variability < {fitted.ambiguous_variability!r} AND confidence >= {fitted.easy_confidence!r} "
+                f"AND example_id IN (SELECT example_id FROM examples WHERE dataset = 'sst2-dev' "
+                f"AND coalesce(label_name, label::VARCHAR) = '{label}')",
+            )
+            assert re.search(rf"{re.escape(label[:10])}\s+{n:,}\s", text), (label, n, text)
 
-        await pilot.press("right", "right", "right")  # ambiguous variability 0.20 -> 0.23
+        await pilot.press("right", "right", "right")  # ambiguous variability + 0.03
         await settle(app, pilot)
         after = dict(screen.counts)
-        assert screen.bounds.cartography.ambiguous_variability == 0.23
-        assert after["ambiguous"] == sql_count(tui_ws, "variability >= 0.23") < before["ambiguous"]
+        moved = round(fitted.ambiguous_variability + 0.03, 4)
+        assert screen.bounds.cartography.ambiguous_variability == moved
+        assert after["ambiguous"] == sql_count(tui_ws, f"variability >= {moved!r}") < before["ambiguous"]
         assert sum(after.values()) == 872
         text = screen_text(app)
-        assert "ambiguous var>=0.23" in text and re.search(rf"ambiguous\s+{after['ambiguous']:,}\s", text)
+        assert f"ambiguous var>={moved:g}" in text and "(moved)" in text
+        assert re.search(rf"ambiguous\s+{after['ambiguous']:,}\s", text)
 
-        await pilot.press("up")  # easy confidence 0.50 -> 0.55
+        await pilot.press("up")  # easy confidence + 0.05
         await settle(app, pilot)
-        assert screen.counts["easy"] == sql_count(tui_ws, "variability < 0.23 AND confidence >= 0.55")
+        easy = round(fitted.easy_confidence + 0.05, 4)
+        assert screen.counts["easy"] == sql_count(
+            tui_ws, f"variability < {moved!r} AND confidence >= {easy!r}"
+        )
 
         await pilot.press("2", "enter")  # the ambiguous region -> its examples
         await settle(app, pilot)
@@ -81,7 +103,7 @@ async def test_map_boundary_region_examples_detail_tag_and_restart(tui_ws):  # n
         region_col = examples.columns.index("region")
         for row in range(table.row_count):
             row_cells = cells(table, row)
-            assert float(row_cells[var_col]) >= 0.23 - 1e-3 and row_cells[region_col] == "ambiguous"
+            assert float(row_cells[var_col]) >= moved - 1e-3 and row_cells[region_col] == "ambiguous"
         first_id = cells(table, 0)[0]
 
         await pilot.press("enter")
@@ -148,9 +170,14 @@ async def test_case_studies_export(tui_ws):  # noqa: ANN001
             for row in cases.studies[region]:
                 assert f"### {row['example_id']}" in text
                 assert " ".join(str(row["text"]).split()) in text
-        # every easy example is easy under the bounds, every ambiguous one ambiguous
-        assert all(r["variability"] < 0.2 and r["confidence"] >= 0.5 for r in cases.studies["easy"])
-        assert all(r["variability"] >= 0.2 for r in cases.studies["ambiguous"])
+        # every easy example is easy under the map's (fitted) bounds, every ambiguous one ambiguous
+        b = cases.bounds.cartography
+        assert b != Bounds().cartography  # fitted to the run, not the fixed defaults
+        assert all(
+            r["variability"] < b.ambiguous_variability and r["confidence"] >= b.easy_confidence
+            for r in cases.studies["easy"]
+        )
+        assert all(r["variability"] >= b.ambiguous_variability for r in cases.studies["ambiguous"])
 
         await pilot.press("s")  # a seeded random sample
         await settle(app, pilot)
@@ -159,9 +186,9 @@ async def test_case_studies_export(tui_ws):  # noqa: ANN001
         random_text = path.read_text()
         assert "random sample, seed 1" in random_text and random_text != text
         with open_catalog(tui_ws) as con:
-            again = case_studies(con, "sst2-run", "sst2-dev", "cartography", Bounds(), 5, "random", 1)
+            again = case_studies(con, "sst2-run", "sst2-dev", "cartography", cases.bounds, 5, "random", 1)
         assert (
-            case_studies_markdown("sst2-run", "sst2-dev", "cartography", Bounds(), "random", 1, again)
+            case_studies_markdown("sst2-run", "sst2-dev", "cartography", cases.bounds, "random", 1, again)
             == random_text
         )
         assert not app.errors
@@ -236,9 +263,16 @@ async def test_examples_filters_sort_and_paging(tui_ws):  # noqa: ANN001
         assert values == sorted(values, reverse=True) and values[0] <= 0.2
         assert "sort=-variability" in screen_text(app)
 
-        await pilot.press("g")  # region filter on top: easy
+        await pilot.press("g")  # region filter on top: easy, under the run's fitted boundaries
         await settle(app, pilot)
-        assert screen.total == sql_count(tui_ws, "variability BETWEEN 0.1 AND 0.2 AND confidence >= 0.5")
+        b = screen.filter.map_bounds.cartography
+        assert b != Bounds().cartography
+        assert screen.total == sql_count(
+            tui_ws,
+            "variability BETWEEN 0.1 AND 0.2 AND "
+            f"variability < {b.ambiguous_variability!r} AND confidence >= {b.easy_confidence!r}",
+        )
+        assert "easy: labels: " in screen_text(app)  # the region's label mix
 
         await pilot.press("w")
         await pilot.press(*"no_such_column > 1", "enter")
@@ -357,9 +391,10 @@ async def test_keys_remapped_from_the_config_file(tui_ws, tmp_path, monkeypatch)
         await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, DataMapScreen)
+        fitted = screen.bounds.cartography.ambiguous_variability
         await pilot.press("L")
         await settle(app, pilot)
-        assert screen.bounds.cartography.ambiguous_variability == 0.21
+        assert screen.bounds.cartography.ambiguous_variability == round(fitted + 0.01, 4)
     broken = tmp_path / "broken.toml"
     broken.write_text("[keymap\n")
     assert load_settings(broken).problems and load_settings(broken).keymap == {}

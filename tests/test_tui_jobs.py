@@ -226,30 +226,35 @@ async def test_retrain_from_the_map_with_moved_boundaries(tui_ws):  # noqa: ANN0
             await settle(app, pilot)
             app.open_map("sst2-run")
             await settle(app, pilot)
-            await pilot.press("3", "j", "j", "j", "j", "j")  # hard; the confidence line down to 0.25
-            await settle(app, pilot, rounds=4)
             screen = app.screen
-            assert isinstance(screen, DataMapScreen)
-            bounds = screen.bounds.cartography
-            assert (bounds.ambiguous_variability, bounds.easy_confidence) == (0.2, 0.25)
+            assert isinstance(screen, DataMapScreen) and screen.fitted is not None
+            moved = screen.fitted
+            for _ in range(5):
+                moved = moved.moved("cartography", "y", -0.05)
+            await pilot.press("3", "j", "j", "j", "j", "j")  # hard; the confidence line 0.25 down
+            await settle(app, pilot, rounds=4)
+            assert screen.bounds == moved != screen.fitted
+            a, e = moved.cartography.ambiguous_variability, moved.cartography.easy_confidence
             shown = screen.counts["hard"]
             await pilot.press("R")
             await settle(app, pilot, rounds=4)
             form = app.screen
             assert isinstance(form, JobForm)
-            assert form.value("bounds") == "0.2,0.25" and form.value("fraction") == ""
+            assert form.value("bounds") == f"{a:g},{e:g}" and form.value("fraction") == ""
             note = str(form.query_one("#form-note").render())
             assert "boundaries on screen" in note and f"{shown} examples" in note, note
+            preview = str(form.query_one("#form-preview").render())
+            assert f"selects all {shown} examples the map puts in 'hard'; labels: " in preview, preview
             run_id = await launch_from_form(app, pilot, {"epochs": "1", "max_length": "32"})
         expected = catalog_ids(
             tui_ws,
-            "SELECT example_id FROM example_metrics WHERE run_id = 'sst2-run' AND variability < 0.2 AND confidence < 0.25",
-            [],
+            "SELECT example_id FROM example_metrics WHERE run_id = 'sst2-run' AND variability < ? AND confidence < ?",
+            [a, e],
         )
         assert len(expected) == shown > 0
         assert trained_ids(tui_ws, run_id) == expected
         config = engine_jobs.job_info(tui_ws, run_id)
-        assert config["origin"] == "hard (bounds 0.2,0.25) of sst2-run"
+        assert config["origin"] == f"hard (bounds {a:g},{e:g}) of sst2-run"
     finally:
         stop_jobs(tui_ws)
 

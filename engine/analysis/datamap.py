@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from engine.analysis.bounds import run_bounds
+from engine.analysis.labelmix import LabelMix
 from engine.analysis.regions import (
     AXES,
     REGIONS,
@@ -26,6 +28,7 @@ from engine.analysis.regions import (
     kind_bounds,
     region_of,
     region_sql,
+    rule_text,
 )
 from engine.analysis.sql import lit
 
@@ -48,6 +51,7 @@ class MapGrid:
     bounds: CartographyBounds | RobustnessBounds
     region_counts: dict[str, int] = field(default_factory=dict)
     run_id: str = ""
+    rule: str = ""  # the region rule in words with its numbers (bounds.run_bounds)
 
     @property
     def x_axis(self) -> Axis:
@@ -130,11 +134,12 @@ def bin_counts(
     bounds: CartographyBounds | RobustnessBounds | Bounds | None = None,
 ) -> MapGrid:
     """Bin the run's examples into a width x height grid with one SQL GROUP BY over integer bin numbers, and
-    count the examples per region in one scan: a million-example run costs the same to draw as a thousand."""
+    count the examples per region in one scan: a million-example run costs the same to draw as a thousand.
+    Without `bounds`, the region boundaries are fitted to the run (`engine.analysis.bounds`)."""
     if kind not in AXES:
         raise ValueError(f"unknown map kind {kind!r}; choose one of {', '.join(AXES)}")
     width, height = max(1, int(width)), max(1, int(height))
-    chosen = kind_bounds(kind, bounds)
+    chosen, rule = run_bounds(con, run_id, kind, None if bounds is None else kind_bounds(kind, bounds))
     xcol, ycol = (a.column for a in AXES[kind])
     x_max, y_max = axis_max(con, run_id, kind)
     cur = con.execute(
@@ -142,7 +147,7 @@ def bin_counts(
                    least(greatest(trunc({ycol} * {height / y_max!r})::INTEGER, 0), {height - 1}) AS by,
                    count(*) AS n
             FROM example_metrics
-            WHERE run_id = ? AND {xcol} IS NOT NULL AND {ycol} IS NOT NULL
+            WHERE run_id = ? AND isfinite({xcol}) AND isfinite({ycol})
             GROUP BY ALL""",
         [run_id],
     )
@@ -162,6 +167,7 @@ def bin_counts(
         chosen,
         region_counts(con, run_id, kind, chosen),
         run_id,
+        rule,
     )
 
 
@@ -178,7 +184,7 @@ def region_counts(
     filters = ", ".join(f"count(*) FILTER (WHERE r = {lit(name)})" for name in names)
     row = con.execute(
         f"""SELECT {filters} FROM (SELECT {region} AS r FROM example_metrics
-            WHERE run_id = ? AND {xcol} IS NOT NULL AND {ycol} IS NOT NULL)""",
+            WHERE run_id = ? AND isfinite({xcol}) AND isfinite({ycol}))""",
         [run_id],
     ).fetchone()
     return {name: int(row[i]) if row else 0 for i, name in enumerate(names)}
@@ -235,9 +241,9 @@ def boundary_cells(
     return cells
 
 
-def render_map(grid: MapGrid, sparse_limit: int | None = None) -> list[str]:
+def render_map(grid: MapGrid, sparse_limit: int | None = None, mix: LabelMix | None = None) -> list[str]:
     """The map as lines of text: shaded density (or region letters when there are few points), boundaries,
-    axes with their ranges, and the count per region below."""
+    axes with their ranges, the region rule, and the count per region below (with its label mix, if given)."""
     sparse = grid.total <= (sparse_limit if sparse_limit is not None else grid.width)
     boundary = boundary_cells(grid)
     peak = grid.max_count
@@ -275,17 +281,7 @@ def render_map(grid: MapGrid, sparse_limit: int | None = None) -> list[str]:
     gap = max(1, grid.width - len(left) - len(right))
     lines.append(" " * (label_w + 1) + left + " " * gap + right)
     lines.append(" " * (label_w + 1) + f"{grid.x_label} ->".center(grid.width))
-    b = grid.bounds
-    if isinstance(b, CartographyBounds):
-        lines.append(
-            f"bounds: ambiguous if variability >= {b.ambiguous_variability:g}; "
-            f"else easy if confidence >= {b.easy_confidence:g}, hard below"
-        )
-    else:
-        lines.append(
-            f"bounds: swing if adversarial variability >= {b.swing_variability:g}; "
-            f"else robust if sensitivity < {b.robust_sensitivity:g}, non-robust above"
-        )
+    lines.append(f"regions: {grid.rule or rule_text(grid.bounds)}")
     if sparse:
         marks = ", ".join(f"{m} = {r}" for r, m in REGION_MARK.items() if r in grid.region_counts)
         lines.append(f"points: {marks}")
@@ -294,4 +290,8 @@ def render_map(grid: MapGrid, sparse_limit: int | None = None) -> list[str]:
     for region, n in grid.region_counts.items():
         pct = 100.0 * n / grid.total if grid.total else 0.0
         lines.append(f"  {region:<11}{n:>10}  {pct:5.1f}%")
+        if mix is not None:
+            lines.append(f"  {'':<11}{mix.summary(region)}")
+    if mix is not None:
+        lines.append("  (labels: examples in the region, its share of them vs the share among all examples)")
     return lines

@@ -40,7 +40,7 @@ class ExampleFilter:
     run_id: str | None = None
     kind: str = "cartography"
     region: str | None = None
-    bounds: Bounds = Bounds()
+    bounds: Bounds | None = None  # None: the fixed defaults (the app fills in the run's fitted ones)
     label: str | None = None
     ranges: tuple[tuple[str, float | None, float | None], ...] = ()
     search: str | None = None
@@ -48,6 +48,10 @@ class ExampleFilter:
     tag: str | None = None
     sort: str | None = None
     descending: bool = False
+
+    @property
+    def map_bounds(self) -> Bounds:
+        return self.bounds or Bounds()
 
     @property
     def has_metrics(self) -> bool:
@@ -64,7 +68,7 @@ class ExampleFilter:
         example_conds: list[str] = []
         params: dict[str, Any] = {}
         if self.region and self.run_id:
-            metric_conds.append(f"({self.bounds.region_sql(self.kind)}) = $region")
+            metric_conds.append(f"({self.map_bounds.region_sql(self.kind)}) = $region")
             params["region"] = self.region
         for i, (metric, lo, hi) in enumerate(self.ranges):
             if metric not in METRICS:
@@ -99,7 +103,7 @@ class ExampleFilter:
         parts = []
         if self.region:
             parts.append(f"{self.kind}={self.region}")
-            parts.append(f"bounds={self.bounds.describe(self.kind).replace('  ', ',').replace(' ', ':')}")
+            parts.append(f"bounds={self.map_bounds.describe(self.kind).replace('  ', ',').replace(' ', ':')}")
         if self.label is not None:
             parts.append(f"label={self.label}")
         for metric, lo, hi in self.ranges:
@@ -165,7 +169,7 @@ def _examples_by_ids(
 
 
 def _metric_select(f: ExampleFilter) -> str:
-    return ", ".join(("example_id", "epochs", *METRICS)) + f", ({f.bounds.region_sql(f.kind)}) AS region"
+    return ", ".join(("example_id", "epochs", *METRICS)) + f", ({f.map_bounds.region_sql(f.kind)}) AS region"
 
 
 def _metrics_by_ids(
@@ -245,7 +249,7 @@ def query_page(con: duckdb.DuckDBPyConnection, f: ExampleFilter, limit: int, off
             examples = {row["example_id"]: row for row in rows_as_dicts(cur)}
             ids = list(examples)
             return _assemble(f, ids, examples, _metrics_by_ids(cur, f, ids))
-        region = f"({f.bounds.region_sql(f.kind)})" if f.run_id else "NULL"
+        region = f"({f.map_bounds.region_sql(f.kind)})" if f.run_id else "NULL"
         select = ", ".join(c if c != "region" else f"{region} AS region" for c in page_columns(f))
         where = " AND ".join(metric_conds + example_conds) or "TRUE"
         result = cur.execute(

@@ -216,6 +216,21 @@ class Bounds:
         return f"ambiguous var>={c.ambiguous_variability:g}  easy conf>={c.easy_confidence:g}"
 
 
+def rule_text(bounds: CartographyBounds | RobustnessBounds, why: tuple[str, str] = ("", "")) -> str:
+    """The region rule in words with its numbers (printed with every map; `why` says where each number came
+    from, for fitted bounds). The numbers are printed exactly as the rule uses them."""
+    band, split = (f" ({w})" if w else "" for w in why)
+    if isinstance(bounds, RobustnessBounds):
+        return (
+            f"swing if adversarial variability >= {float(bounds.swing_variability)!r}{band}; "
+            f"else robust if sensitivity < {float(bounds.robust_sensitivity)!r}{split}, non-robust above"
+        )
+    return (
+        f"ambiguous if variability >= {float(bounds.ambiguous_variability)!r}{band}; "
+        f"else easy if confidence >= {float(bounds.easy_confidence)!r}{split}, hard below"
+    )
+
+
 def default_bounds(kind: str) -> CartographyBounds | RobustnessBounds:
     if kind == "cartography":
         return CartographyBounds()

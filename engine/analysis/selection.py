@@ -6,11 +6,12 @@ as its `parent`, and gets a row in `selections`; all of it in one transaction. D
 
 from __future__ import annotations
 
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, astuple, dataclass, field
 from typing import Any
 
 import duckdb
 
+from engine.analysis.labelmix import LABEL_SQL, LabelMix
 from engine.analysis.regions import (
     ADVERSARIAL_REGIONS,
     SELECTION_REGIONS,
@@ -38,7 +39,16 @@ class SelectionResult:
     bounds: str | None
     n_examples: int
     n_candidates: int
-    per_group: dict[str, int]
+    per_group: dict[str, int]  # label -> examples selected (labelmix.LABEL_SQL)
+    candidates_per_group: dict[str, int] = field(default_factory=dict)  # label -> the run's examples
+
+    @property
+    def mix(self) -> LabelMix:
+        return LabelMix(self.candidates_per_group, {"selected": self.per_group})
+
+    def label_report(self) -> str:
+        """The label counts of the selection against the run's, and the labels it leaves out."""
+        return self.mix.summary("selected")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,19 +94,54 @@ def require_metrics(info: dict[str, Any]) -> None:
         )
 
 
-def select_examples(
+@dataclass
+class _Plan:
+    """A selection worked out but not written: temp tables `ranked_source` (the candidates with their label
+    `grp`) and `picked` (the chosen ids) exist on the connection until `_drop_plan_tables`."""
+
+    run_id: str
+    source: str
+    region: str
+    fraction: float
+    balanced: bool
+    seed: int
+    bounds_text: str | None
+    n_candidates: int
+    per_group: dict[str, int]
+    candidates_per_group: dict[str, int]
+
+    def result(self, name: str) -> SelectionResult:
+        return SelectionResult(
+            name=name,
+            run_id=self.run_id,
+            source_dataset=self.source,
+            region=self.region,
+            fraction=self.fraction,
+            balanced=self.balanced,
+            seed=self.seed,
+            bounds=self.bounds_text,
+            n_examples=sum(self.per_group.values()),
+            n_candidates=self.n_candidates,
+            per_group=self.per_group,
+            candidates_per_group=self.candidates_per_group,
+        )
+
+
+def _drop_plan_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP TABLE IF EXISTS ranked_source")
+    con.execute("DROP TABLE IF EXISTS picked")
+
+
+def _plan(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
     region: str,
     fraction: float,
-    name: str,
-    *,
-    balanced: bool = False,
-    seed: int = 0,
-    bounds: CartographyBounds | RobustnessBounds | None = None,
-) -> SelectionResult:
-    """Create dataset `name` from the top `fraction` of the run's examples in `region` (or a random fraction);
-    with `bounds`, from every example the map puts in `region` under those boundaries (fraction is ignored)."""
+    balanced: bool,
+    seed: int,
+    bounds: CartographyBounds | RobustnessBounds | None,
+) -> _Plan:
+    """Check the request and pick the examples into temp table `picked` (nothing is written to the catalog)."""
     if region not in SELECTION_REGIONS:
         raise BadInputError(f"unknown region '{region}'; choose one of {', '.join(SELECTION_REGIONS)}")
     bounds_text = None
@@ -114,8 +159,6 @@ def select_examples(
         fraction = 1.0
     if not (0 < fraction <= 1):
         raise BadInputError(f"--fraction {fraction}: must be in (0, 1], e.g. 0.33 for the top 33%")
-    if not name.strip():
-        raise BadInputError("--name must not be empty")
     info = run_info(con, run_id)
     require_metrics(info)
     if region in ADVERSARIAL_REGIONS and not info["n_adversarial"]:
@@ -129,22 +172,20 @@ def select_examples(
         raise BadInputError(
             f"run '{run_id}' was trained on dataset '{source}', which is not in the catalog any more"
         )
-    if con.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]:  # type: ignore[index]
-        raise BadInputError(f"a dataset named '{name}' already exists; choose another --name")
-
-    # The candidates: the run's examples that are in its dataset, with the group used for balancing
-    # (the class label; for QA, answerable or not).
+    # The candidates: the run's examples that are in its dataset, with the label used for balancing.
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE ranked_source AS
-           SELECT m.*, coalesce(e.label_name, e.label::VARCHAR,
-                                   CASE WHEN e.is_impossible THEN 'unanswerable' WHEN NOT e.is_impossible THEN 'answerable' END,
-                                   '') AS grp
-           FROM example_metrics m JOIN examples e ON e.dataset = ? AND e.example_id = m.example_id
-           WHERE m.run_id = ?"""
-        + region_filter,
+        f"""CREATE OR REPLACE TEMP TABLE ranked_source AS
+            SELECT m.*, {LABEL_SQL} AS grp
+            FROM example_metrics m JOIN examples e ON e.dataset = ? AND e.example_id = m.example_id
+            WHERE m.run_id = ?""",
         [source, run_id],
     )
     try:
+        candidates = dict(con.execute("SELECT grp, count(*) FROM ranked_source GROUP BY grp").fetchall())
+        if region_filter:  # a map region: the candidates' labels are the run's, the ranking is the region's
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE ranked_source AS SELECT * FROM ranked_source WHERE TRUE{region_filter}"
+            )
         n = con.execute("SELECT count(*) FROM ranked_source").fetchone()[0]  # type: ignore[index]
         if n == 0 and bounds_text:
             raise BadInputError(
@@ -157,46 +198,88 @@ def select_examples(
         if balanced:
             counts = dict(con.execute("SELECT grp, count(*) FROM ranked_source GROUP BY grp").fetchall())
             quotas = balanced_quotas(counts, k)
-        picked_sql = top_fraction_sql(region, quotas, k, seed)
-        with transaction(con):
-            con.execute(f"CREATE OR REPLACE TEMP TABLE picked AS {picked_sql}")
-            con.execute(
-                """INSERT INTO datasets (name, task, n_examples, source, format, label_names, is_pair, version, parent)
-                   SELECT ?, task, (SELECT count(*) FROM picked), ?, format, label_names, is_pair, version, name
-                   FROM datasets WHERE name = ?""",
-                [name, describe_selection(run_id, region, fraction, balanced, seed, bounds_text), source],
-            )
-            con.execute(
-                """INSERT INTO examples BY NAME
-                   SELECT ? AS dataset, e.* EXCLUDE (dataset) FROM examples e
-                   WHERE e.dataset = ? AND e.example_id IN (SELECT example_id FROM picked)""",
-                [name, source],
-            )
-            con.execute(
-                """INSERT INTO selections (name, run_id, region, fraction, balanced, seed, bounds)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                [name, run_id, region, fraction, balanced, seed, bounds_text],
-            )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE picked AS {top_fraction_sql(region, quotas, k, seed)}")
         per_group = dict(
             con.execute(
                 """SELECT grp, count(*) FROM ranked_source WHERE example_id IN (SELECT example_id FROM picked)
                    GROUP BY grp ORDER BY grp"""
             ).fetchall()
         )
-        selected = sum(per_group.values())
-    finally:
-        con.execute("DROP TABLE IF EXISTS ranked_source")
-        con.execute("DROP TABLE IF EXISTS picked")
-    return SelectionResult(
-        name=name,
-        run_id=run_id,
-        source_dataset=source,
-        region=region,
-        fraction=fraction,
-        balanced=balanced,
-        seed=seed,
-        bounds=bounds_text,
-        n_examples=selected,
-        n_candidates=n,
-        per_group=per_group,
+    except BaseException:
+        _drop_plan_tables(con)
+        raise
+    return _Plan(
+        run_id,
+        source,
+        region,
+        fraction,
+        balanced,
+        seed,
+        bounds_text,
+        n,
+        per_group,
+        dict(sorted(candidates.items())),
     )
+
+
+def preview_selection(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    region: str,
+    fraction: float,
+    *,
+    balanced: bool = False,
+    seed: int = 0,
+    bounds: CartographyBounds | RobustnessBounds | None = None,
+) -> SelectionResult:
+    """What `select_examples` would select (counts and label mix), without writing anything (name '')."""
+    try:
+        return _plan(con, run_id, region, fraction, balanced, seed, bounds).result("")
+    finally:
+        _drop_plan_tables(con)
+
+
+def select_examples(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    region: str,
+    fraction: float,
+    name: str,
+    *,
+    balanced: bool = False,
+    seed: int = 0,
+    bounds: CartographyBounds | RobustnessBounds | None = None,
+) -> SelectionResult:
+    """Create dataset `name` from the top `fraction` of the run's examples in `region` (or a random fraction);
+    with `bounds`, from every example the map puts in `region` under those boundaries (fraction is ignored)."""
+    if not name.strip():
+        raise BadInputError("--name must not be empty")
+    if con.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]:  # type: ignore[index]
+        raise BadInputError(f"a dataset named '{name}' already exists; choose another --name")
+    plan = _plan(con, run_id, region, fraction, balanced, seed, bounds)
+    try:
+        with transaction(con):
+            con.execute(
+                """INSERT INTO datasets (name, task, n_examples, source, format, label_names, is_pair, version, parent)
+                   SELECT ?, task, (SELECT count(*) FROM picked), ?, format, label_names, is_pair, version, name
+                   FROM datasets WHERE name = ?""",
+                [
+                    name,
+                    describe_selection(run_id, region, plan.fraction, balanced, seed, plan.bounds_text),
+                    plan.source,
+                ],
+            )
+            con.execute(
+                """INSERT INTO examples BY NAME
+                   SELECT ? AS dataset, e.* EXCLUDE (dataset) FROM examples e
+                   WHERE e.dataset = ? AND e.example_id IN (SELECT example_id FROM picked)""",
+                [name, plan.source],
+            )
+            con.execute(
+                """INSERT INTO selections (name, run_id, region, fraction, balanced, seed, bounds)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                [name, run_id, region, plan.fraction, balanced, seed, plan.bounds_text],
+            )
+    finally:
+        _drop_plan_tables(con)
+    return plan.result(name)

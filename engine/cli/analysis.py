@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from engine.analysis.bounds import run_bounds
 from engine.analysis.format import fmt_value
 from engine.analysis.metrics import metrics_query, region_summary
 from engine.analysis.regions import (
@@ -68,12 +69,12 @@ def _bounds(kind: str, text: str | None) -> CartographyBounds | RobustnessBounds
 @click.option(
     "--bounds",
     default=None,
-    help="cartography map bounds AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE (default 0.2,0.5)",
+    help="cartography map bounds AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE (default: fitted to the run)",
 )
 @click.option(
     "--robust-bounds",
     default=None,
-    help="robustness map bounds SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)",
+    help="robustness map bounds SWING_VARIABILITY,ROBUST_SENSITIVITY (default: fitted to the run)",
 )
 @workspace_option
 @json_option
@@ -94,12 +95,15 @@ def metrics_cmd(
     correct_epochs = correctness x epochs is allenai/cartography's `correctness`."""
     if as_json and parquet_out:
         raise BadInputError("choose one of --json and --parquet")
-    cart = _bounds("cartography", bounds)
-    rob = _bounds("robustness", robust_bounds)
-    assert isinstance(cart, CartographyBounds) and isinstance(rob, RobustnessBounds)  # narrows for mypy
-    with catalog(get_workspace(workspace)) as con:
+    given_cart = _bounds("cartography", bounds) if bounds is not None else None
+    given_rob = _bounds("robustness", robust_bounds) if robust_bounds is not None else None
+    with catalog(get_workspace(workspace), read_only_ok=True) as con:
         info = run_info(con, run)
         require_metrics(info)
+        # the regions of the map: the given bounds, else those fitted to the run (as `dynascope map` draws)
+        cart, cart_rule = run_bounds(con, run, "cartography", given_cart)
+        rob, rob_rule = run_bounds(con, run, "robustness", given_rob)
+        assert isinstance(cart, CartographyBounds) and isinstance(rob, RobustnessBounds)  # narrows for mypy
         if parquet_out:
             sql, params = metrics_query(info, cart, rob, region, limit)
             out = Path(parquet_out).expanduser().resolve()
@@ -125,6 +129,9 @@ def metrics_cmd(
     click.echo(
         f"run {run}: {info['n_metrics']} examples, {info['max_epochs']} epochs (dataset {info['dataset']})"
     )
+    click.echo(f"cartography regions: {cart_rule}")
+    if info["n_adversarial"]:
+        click.echo(f"robustness regions: {rob_rule}")
     click.echo("")
     for line in text_table(
         ["map", "region", "examples", "confidence", "variability", "correctness", "forgetting"], summary
@@ -174,8 +181,8 @@ def text_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
 @click.option(
     "--bounds",
     default=None,
-    help="region bounds A,B: cartography AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE "
-    "(default 0.2,0.5); robustness SWING_VARIABILITY,ROBUST_SENSITIVITY (default 0.5,1.0)",
+    help="fixed region bounds A,B: cartography AMBIGUOUS_VARIABILITY,EASY_CONFIDENCE, robustness "
+    "SWING_VARIABILITY,ROBUST_SENSITIVITY (default: fitted to the run, the rule is printed with the map)",
 )
 @workspace_option
 @json_option
@@ -186,9 +193,10 @@ def map_cmd(
     """Print the data map as text: x = variability, y = confidence (cartography), or x = sensitivity,
     y = adversarial variability (robustness); region boundaries drawn, counts per region below."""
     from engine.analysis.datamap import bin_counts, render_map
+    from engine.analysis.labelmix import map_label_mix
 
-    chosen = _bounds(kind, bounds)
-    with catalog(get_workspace(workspace)) as con:
+    chosen = _bounds(kind, bounds) if bounds is not None else None  # None: fitted to the run
+    with catalog(get_workspace(workspace), read_only_ok=True) as con:
         info = run_info(con, run)
         require_metrics(info)
         if kind == "robustness" and not info["n_adversarial"]:
@@ -197,6 +205,7 @@ def map_cmd(
                 "train with --adversarial-dynamics, or use --kind cartography"
             )
         grid = bin_counts(con, run, kind, width, height, chosen)
+        mix = map_label_mix(con, run, kind, grid.bounds)
     if as_json:
         print_json(
             {
@@ -208,13 +217,16 @@ def map_cmd(
                 "y_range": grid.y_range,
                 "counts": grid.counts,
                 "total": grid.total,
-                "bounds": vars(chosen),
+                "bounds": vars(grid.bounds),
+                "bounds_fitted": chosen is None,
+                "rule": grid.rule,
                 "regions": grid.region_counts,
+                "label_mix": {"all": mix.overall, **mix.groups},
             }
         )
         return
     click.echo(f"data map of run {run} ({kind})")
-    for line in render_map(grid):
+    for line in render_map(grid, mix=mix):
         click.echo(line)
 
 
@@ -250,11 +262,13 @@ def select_cmd(
     if as_json:
         print_json(result.as_dict())
         return
-    groups = ", ".join(f"{g or '-'}: {n}" for g, n in result.per_group.items())
     click.echo(
         f"selected {result.n_examples} of {result.n_candidates} examples ({region}, {fraction:g}"
-        f"{', balanced' if balanced else ''}) into dataset '{name}' (parent '{result.source_dataset}'); {groups}"
+        f"{', balanced' if balanced else ''}) into dataset '{name}' (parent '{result.source_dataset}')"
     )
+    click.echo(f"  {result.label_report()}  (share of the selection vs of the run's examples)")
+    if result.mix.missing("selected") and not balanced:
+        click.echo("  --balanced gives every label an equal share as far as it has examples")
 
 
 @click.command("import-dynamics")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from engine.analysis.labelmix import LabelMix
 from engine.analysis.regions import ADVERSARIAL_REGIONS, SELECTION_REGIONS, parse_bounds
 from engine.analysis.runs import origin
 from engine.errors import BadInputError
+from engine.jobs.mitigation import for_retrain
+from engine.jobs.mitigation import source_info as mitigation_source
 from engine.jobs.spec import Field, JobKind
 from engine.jobs.train import EVAL, HYPERPARAMETERS, TRAIN, TRAIN_SETTINGS, create_train_run, run_train_job
 from storage.artifacts import read_config
@@ -94,31 +97,65 @@ def existing_selection(
     }
 
 
-def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
-    from engine.analysis.selection import select_examples
-
+def selection_request(values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The retrain's parsed values (fraction defaulted unless bounds are given, bounds normalised) and the
+    parsed bounds (None for a top-F ranking)."""
     spec = RETRAIN.parse(values)
-    source = spec["run"]
-    region = spec["region"]
     if "fraction" in spec and "bounds" in spec:
         raise BadInputError(
             "give either --fraction F (a top-F ranking) or --bounds A,B (a map region), not both"
         )
     if "bounds" not in spec:
         spec["fraction"] = spec.get("fraction", FRACTION.default)
-    inherited = source_settings(ws, source)
-    bounds = None
-    if "bounds" in spec:
-        kind = "robustness" if region in ADVERSARIAL_REGIONS else "cartography"
-        try:
-            bounds = parse_bounds(kind, spec["bounds"])
-        except ValueError as exc:
-            raise BadInputError(str(exc)) from None
-        spec["bounds"] = ",".join(f"{v:g}" for v in dataclasses.astuple(bounds))
+        return spec, None
+    kind = "robustness" if spec["region"] in ADVERSARIAL_REGIONS else "cartography"
+    try:
+        bounds = parse_bounds(kind, spec["bounds"])
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
+    spec["bounds"] = ",".join(f"{v:g}" for v in dataclasses.astuple(bounds))
+    return spec, bounds
+
+
+def preview_retrain(ws: Workspace, values: dict[str, Any]) -> str:
+    """What the selection would hold: its size and label mix, and a warning when it leaves a label out."""
+    from engine.analysis.selection import preview_selection
+
+    spec, bounds = selection_request(values)
+    with open_catalog(ws) as con:
+        sync(ws, con)
+        result = preview_selection(
+            con,
+            spec["run"],
+            spec["region"],
+            float(spec.get("fraction", 1.0)),
+            balanced=bool(spec.get("balanced")),
+            seed=int(spec.get("seed", 0)),
+            bounds=bounds,
+        )
+    if bounds is None:
+        text = f"selects {result.n_examples} of {result.n_candidates} examples; {result.label_report()}"
+    else:
+        text = f"selects all {result.n_examples} examples the map puts in '{spec['region']}'; {result.label_report()}"
+    if result.mix.missing("selected") and not result.balanced and bounds is None:
+        text += " (balanced: yes gives every label a share)"
+    return text
+
+
+def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
+    from engine.analysis.selection import select_examples
+
+    spec, bounds = selection_request(values)
+    source = spec["run"]
+    region = spec["region"]
+    inherited = for_retrain(source_settings(ws, source), spec, source)
     name = spec.get("name") or selection_name(source, region, spec.get("fraction"), spec.get("bounds"))
     seed = int(spec.get("seed", 0))
     with open_catalog(ws) as con:
         sync(ws, con)
+        wanted = inherited | spec
+        if wanted.get("mitigation", "none") != "none":  # refused before the selection is written
+            mitigation_source(ws, con, wanted["mitigation_from"])
         selection = existing_selection(con, name, source, region, spec, seed)
         if selection is None:
             selection = select_examples(
@@ -144,9 +181,15 @@ def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
 
 def announce(config: dict[str, Any]) -> str:
     selection = config.get("selection") or {}
-    return (
+    text = (
         f"selected {selection.get('n_examples')} examples into '{selection.get('name')}' ({origin(config)})"
     )
+    if selection.get("per_group"):  # a selection made now (a reused one was reported when it was made)
+        mix = LabelMix(selection.get("candidates_per_group") or {}, {"selected": selection["per_group"]})
+        text += f"; {mix.summary('selected')}"
+        if mix.missing("selected") and not selection.get("balanced") and not selection.get("bounds"):
+            text += " (--balanced gives every label a share)"
+    return text
 
 
 RETRAIN = JobKind(
@@ -166,4 +209,5 @@ RETRAIN = JobKind(
     run=run_train_job,
     artifacts=TRAIN.artifacts,
     announce=announce,
+    preview=preview_retrain,
 )

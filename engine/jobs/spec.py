@@ -136,6 +136,8 @@ class JobKind:
     resumable: a killed or cancelled run of this kind can continue (`--resume RUN`).
     inline: run in the calling process instead (the CLI without --detach), returning a JSON-able result.
     announce: a line the CLI prints once the run is created (what was selected, ...).
+    preview: what the form's current values would do, in a line (the retrain form shows the selection's size
+    and label mix before launch); it may read the catalog, and raises BadInputError for values it cannot use.
     """
 
     name: str
@@ -148,6 +150,7 @@ class JobKind:
     command: str = ""
     inline: Callable[[Workspace, dict[str, Any]], Any] | None = None
     announce: Callable[[dict[str, Any]], str] | None = None
+    preview: Callable[[Workspace, dict[str, Any]], str] | None = None
 
     def __post_init__(self) -> None:
         from storage.artifacts import ARTIFACT_KINDS

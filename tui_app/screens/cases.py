@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from engine.analysis.bounds import fitted_map_bounds
 from engine.analysis.cases import case_studies, case_studies_markdown, export_path
 from engine.analysis.regions import Bounds
 from engine.analysis.runs import get_run, latest_run_with_metrics
@@ -59,7 +60,9 @@ class CasesScreen(BaseScreen):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.run_id, self.kind, self.bounds = run_id, kind, bounds or Bounds()
+        self.run_id, self.kind = run_id, kind
+        self.given_bounds = bounds  # None: the run's fitted boundaries (engine.analysis.bounds)
+        self.bounds = bounds or Bounds()
         self.per_region, self.mode, self.seed = per_region, mode, seed
         self.run: dict[str, Any] | None = None
         self.studies: dict[str, list[dict[str, Any]]] = {}
@@ -92,6 +95,8 @@ class CasesScreen(BaseScreen):
                 return
             kind = self.kind if run["n_adv"] else "cartography"
             self.kind = kind
+            if self.given_bounds is None:
+                self.bounds = fitted_map_bounds(con, run["run_id"])
             studies = case_studies(
                 con, run["run_id"], run["dataset"], kind, self.bounds, self.per_region, self.mode, self.seed
             )

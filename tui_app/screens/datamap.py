@@ -13,7 +13,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
+from engine.analysis.bounds import fitted_map_bounds
 from engine.analysis.datamap import MapGrid, bin_counts, region_counts
+from engine.analysis.labelmix import LabelMix, map_label_mix
 from engine.analysis.progress import JobFollower
 from engine.analysis.regions import REGIONS, Bounds
 from engine.analysis.runs import get_run, latest_run_with_metrics
@@ -28,6 +30,14 @@ class MapLoaded(Message):
     grid: MapGrid | None
     counts: dict[str, int]
     bounds: Bounds
+    fitted: Bounds | None = None  # the run's fitted defaults, when they were (re)computed for this load
+
+
+@dataclass
+class MixLoaded(Message):
+    mix: LabelMix
+    kind: str
+    bounds: Bounds
 
 
 @dataclass
@@ -38,6 +48,7 @@ class CountsLoaded(Message):
 
 LIVE_S = 3.0  # how often the map of a running job looks for a newly finished epoch (events.jsonl only)
 SIDE_W = 34  # the counts panel
+MIX_LABELS = 4  # labels listed in the panel (the most frequent first)
 CHROME_H = 3  # header, title line, footer
 
 
@@ -64,6 +75,7 @@ class DataMapScreen(BaseScreen):
     DataMapScreen DataMapView { width: 1fr; height: 1fr; }
     DataMapScreen #side { width: 34; padding: 0 1; border-left: solid $panel; }
     DataMapScreen #counts { height: auto; }
+    DataMapScreen #mix { height: auto; margin-top: 1; }
     DataMapScreen #legend { height: auto; color: $text-muted; margin-top: 1; }
     """
 
@@ -73,7 +85,11 @@ class DataMapScreen(BaseScreen):
         super().__init__()
         self.run_id = run_id
         self.kind = kind
-        self.bounds = bounds or Bounds()
+        # None until the first load: then the boundaries fitted to the run (engine.analysis.bounds)
+        self.bounds: Bounds = bounds or Bounds()
+        self.fitted: Bounds | None = None
+        self._fit_on_load = bounds is None
+        self.mix: LabelMix | None = None
         self.grid: MapGrid | None = None
         self.run: dict[str, Any] | None = None
         self.counts: dict[str, int] = {}
@@ -90,6 +106,7 @@ class DataMapScreen(BaseScreen):
             yield DataMapView(id="map")
             with Vertical(id="side"):
                 yield Static("", id="counts")
+                yield Static("", id="mix")
                 yield Static(
                     "←/→ move the vertical line\n↑/↓ move the horizontal line\n1-3/tab pick region\n"
                     "enter examples of region\nt cartography/robustness\nc case studies  0 reset",
@@ -104,8 +121,15 @@ class DataMapScreen(BaseScreen):
         # a resize handler re-bins if the map turns out to have another size.
         width, height = self.app.size
         self._grid_size = grid_size(width - SIDE_W, height - CHROME_H)
-        self.load_map(self.run_id, self.kind, self.bounds, *self._grid_size)
+        self.load_map(self.run_id, self.kind, self.load_bounds(), *self._grid_size)
         self.set_interval(LIVE_S, self.check_live)
+
+    def load_bounds(self) -> Bounds | None:
+        """None (fit them again) while the user has not moved the fitted boundaries: a running run's map
+        follows its own distribution epoch by epoch."""
+        if self._fit_on_load or (self.fitted is not None and self.bounds == self.fitted):
+            return None
+        return self.bounds
 
     def check_live(self) -> None:
         """A run still training gains epochs: re-read the map when its events say one more finished."""
@@ -129,7 +153,7 @@ class DataMapScreen(BaseScreen):
     def reload(self) -> None:
         view = self.query_one(DataMapView)
         self._grid_size = grid_size(view.size.width, view.size.height)
-        self.load_map(self.run_id, self.kind, self.bounds, *self._grid_size)
+        self.load_map(self.run_id, self.kind, self.load_bounds(), *self._grid_size)
 
     def on_resize(self) -> None:
         if self._resize_timer is not None:
@@ -142,19 +166,36 @@ class DataMapScreen(BaseScreen):
             self.reload()
 
     @work(thread=True, exclusive=True, group="map", exit_on_error=False)
-    def load_map(self, run_id: str | None, kind: str, bounds: Bounds, width: int, height: int) -> None:
+    def load_map(self, run_id: str | None, kind: str, bounds: Bounds | None, width: int, height: int) -> None:
+        """The map under `bounds`, or (None) under the boundaries fitted to the run; then its label mix."""
         with self.catalog(do_sync=True) as con:
             run_id = run_id or latest_run_with_metrics(con)
             if run_id is None:
-                self.post_message(MapLoaded(None, kind, None, {}, bounds))
+                self.post_message(MapLoaded(None, kind, None, {}, bounds or Bounds()))
                 return
             run = get_run(con, run_id)
             if run is None:
                 raise LookupError(f"no run named {run_id!r}")
             if kind == "robustness" and not run["n_adv"]:
                 kind = "cartography"
+            fitted = None
+            if bounds is None:
+                fitted = bounds = fitted_map_bounds(con, run_id, adversarial=bool(run["n_adv"]))
             grid = bin_counts(con, run_id, kind, width, height, bounds)
-        self.post_message(MapLoaded(run, kind, grid, grid.region_counts, bounds))
+        self.post_message(MapLoaded(run, kind, grid, grid.region_counts, bounds, fitted))
+        self.load_mix(run_id, kind, bounds)
+
+    @work(thread=True, exclusive=True, group="mix", exit_on_error=False)
+    def load_mix(self, run_id: str, kind: str, bounds: Bounds) -> None:
+        """The label mix per region (a join with the examples: after the map, so it never delays the paint)."""
+        with self.catalog() as con:
+            mix = map_label_mix(con, run_id, kind, bounds.of(kind))
+        self.post_message(MixLoaded(mix, kind, bounds))
+
+    def on_mix_loaded(self, message: MixLoaded) -> None:
+        if message.bounds == self.bounds and message.kind == self.kind:
+            self.mix = message.mix
+            self.paint_mix()
 
     def on_map_loaded(self, message: MapLoaded) -> None:
         self.loaded = True
@@ -166,6 +207,10 @@ class DataMapScreen(BaseScreen):
             self.query_one(DataMapView).show(None, self.bounds, None, "no run with per-example metrics yet")
             return
         self.run_id = message.run["run_id"]
+        self.bounds = message.bounds
+        if message.fitted is not None:
+            self.fitted = message.fitted
+            self._fit_on_load = False
         if message.kind != self.kind:
             self.kind = message.kind
             self.selected_region = REGIONS[self.kind][0]
@@ -179,6 +224,7 @@ class DataMapScreen(BaseScreen):
         with self.catalog() as con:
             counts = region_counts(con, run_id, kind, bounds)
         self.post_message(CountsLoaded(counts, bounds))
+        self.load_mix(run_id, kind, bounds)
 
     def on_counts_loaded(self, message: CountsLoaded) -> None:
         if message.bounds == self.bounds:
@@ -187,9 +233,10 @@ class DataMapScreen(BaseScreen):
 
     def paint(self) -> None:
         run = self.run or {}
+        origin = "fitted to the run" if self.bounds == self.fitted else "moved"
         self.query_one("#map-title", Static).update(
             f"run {run.get('run_id', '?')} · {run.get('dataset') or '?'} · {self.kind} map · "
-            f"{self.bounds.describe(self.kind)}"
+            f"{self.bounds.describe(self.kind)} ({origin})"
         )
         self.query_one(DataMapView).show(self.grid, self.bounds, self.selected_region)
         total = sum(self.counts.values())
@@ -201,6 +248,20 @@ class DataMapScreen(BaseScreen):
             colour = REGION_COLOURS[region]
             lines.append(f"{mark}{index} [{colour}]■[/] {region:<10}{n:>9,} {share:5.1f}%")
         self.query_one("#counts", Static).update("\n".join(lines))
+        self.paint_mix()
+
+    def paint_mix(self) -> None:
+        """The selected region's labels: its count and share of each, against the share among all examples."""
+        if self.mix is None:
+            self.query_one("#mix", Static).update("labels: ...")
+            return
+        region = self.selected_region
+        lines = [f"[b]labels in {region}[/b] (vs all)"]
+        lines += self.mix.lines(region, limit=MIX_LABELS, width=10)
+        missing = self.mix.missing(region)
+        if missing and self.counts.get(region):
+            lines.append(f"[$warning]no {', '.join(m or '-' for m in missing[:3])}[/]")
+        self.query_one("#mix", Static).update("\n".join(lines))
 
     # ---- keys ----------------------------------------------------------------------------------------
 
@@ -222,7 +283,7 @@ class DataMapScreen(BaseScreen):
     def action_reset(self) -> None:
         if self.run is None:
             return
-        self.bounds = Bounds()
+        self.bounds = self.fitted or Bounds()
         self.paint()
         self.load_counts(self.run["run_id"], self.kind, self.bounds)
 
@@ -266,14 +327,14 @@ class DataMapScreen(BaseScreen):
         the map puts in the region), else the top-F ranking of the region; the form says which and how many."""
         if self.run is None:
             return
-        from engine.analysis.regions import RANKING, default_bounds, selection_size
+        from engine.analysis.regions import RANKING, selection_size
         from engine.jobs.retrain import FRACTION
 
         region = self.selected_region
         preset: dict[str, Any] = {"kind": "retrain", "run": self.run["run_id"], "region": region}
         bounds = self.bounds.of(self.kind)
         total = sum(self.counts.values())
-        if bounds != default_bounds(self.kind):
+        if self.fitted is None or bounds != self.fitted.of(self.kind):
             preset["bounds"] = ",".join(f"{v:g}" for v in astuple(bounds))
             preset["fraction"] = None
             preset["note"] = (

@@ -14,7 +14,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
+from engine.analysis.bounds import fitted_map_bounds
 from engine.analysis.datasets import list_datasets
+from engine.analysis.labelmix import map_label_mix
 from engine.analysis.pages import METRICS, ExampleFilter, count_rows, query_page
 from engine.analysis.regions import REGIONS
 from engine.analysis.runs import get_run, latest_run_with_metrics
@@ -43,6 +45,14 @@ class PageLoaded(Message):
     rows: list[tuple[Any, ...]]
     dataset: str
     elapsed_ms: float
+
+
+@dataclass
+class MixShown(Message):
+    """The label mix line of a region's examples (after its count: a join the first page need not wait for)."""
+
+    filter: ExampleFilter
+    text: str
 
 
 @dataclass
@@ -113,6 +123,7 @@ class ExamplesScreen(BaseScreen):
     ]
     DEFAULT_CSS = """
     ExamplesScreen #url { height: 1; padding: 0 1; background: $boost; }
+    ExamplesScreen #mix { height: auto; max-height: 2; padding: 0 1; color: $text-muted; display: none; }
     ExamplesScreen #prompt-label { height: 1; padding: 0 1; color: $text-muted; display: none; }
     ExamplesScreen #prompt { height: 1; border: none; padding: 0 1; display: none; }
     ExamplesScreen #prompt.-active, ExamplesScreen #prompt-label.-active { display: block; }
@@ -140,6 +151,7 @@ class ExamplesScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="url")
+        yield Static("", id="mix")
         yield Static("", id="prompt-label")
         yield Input(id="prompt")
         yield PageTable(id="examples")
@@ -169,12 +181,29 @@ class ExamplesScreen(BaseScreen):
             if flt is None:
                 self.post_message(PageLoaded(ExampleFilter(dataset=""), 0, 0, [], [], "", 0.0))
                 return
+            if flt.run_id and flt.bounds is None:  # the regions of the run's map: its fitted boundaries
+                flt = replace(flt, bounds=fitted_map_bounds(con, flt.run_id))
             total = count_rows(con, flt) if count else None
             result = query_page(con, flt, PAGE_SIZE, page * PAGE_SIZE)
             elapsed = (time.perf_counter() - started) * 1000
             self.post_message(PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed))
+            if count:
+                self.post_message(MixShown(flt, self.region_mix(con, flt)))
             known = total if total is not None else self.total
             self.read_ahead(con, flt, page, known or 0, cached)
+
+    def region_mix(self, con: Any, flt: ExampleFilter) -> str:
+        """The label mix of the region shown (against all the run's examples), or '' without a region."""
+        if not (flt.region and flt.run_id):
+            return ""
+        mix = map_label_mix(con, flt.run_id, flt.kind, flt.map_bounds.of(flt.kind))
+        return f"{flt.region}: {mix.summary(flt.region)}"
+
+    def on_mix_shown(self, message: MixShown) -> None:
+        if message.filter == self.filter or self.filter is None:
+            widget = self.query_one("#mix", Static)
+            widget.update(message.text)
+            widget.display = bool(message.text)
 
     @work(thread=True, exclusive=True, group="examples-prefetch", exit_on_error=False)
     def prefetch(self, flt: ExampleFilter, page: int, total: int, cached: frozenset[int]) -> None:

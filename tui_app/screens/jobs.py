@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
@@ -21,7 +23,7 @@ from engine.errors import BadInputError
 from engine.jobs import list_jobs
 from engine.jobs.registry import KINDS
 from engine.jobs.spec import Field, JobKind
-from storage.artifacts import RunState
+from storage.artifacts import BROKEN, BrokenRunError, RunState
 from tui_app.screens.base import BaseScreen
 from tui_app.screens.home import fill
 from tui_app.screens.modal import BaseModal
@@ -88,6 +90,7 @@ class JobForm(BaseModal[dict[str, Any]]):
     JobForm .row Input, JobForm .row Select { width: 1fr; }
     JobForm .row Select { margin-top: 1; }
     JobForm #form-note { height: auto; color: $warning; }
+    JobForm #form-preview { height: auto; color: $text-muted; }
     JobForm #form-buttons { height: 3; align-horizontal: right; }
     """
 
@@ -126,6 +129,7 @@ class JobForm(BaseModal[dict[str, Any]]):
             yield Static(f"[b]New {self.kind_name} job[/b]  (ctrl+s launch, escape cancel)")
             yield Static(self.kind.help, id="form-help")
             yield Static(self.note, id="form-note")
+            yield Static("", id="form-preview")
             yield Horizontal(
                 Label("kind"),
                 Select(
@@ -169,6 +173,48 @@ class JobForm(BaseModal[dict[str, Any]]):
         first = next((w for w in self.query(Input)), None)
         if first is not None:
             first.focus()
+        self.schedule_preview()
+
+    # ---- the kind's preview (retrain: the selection's size and label mix) ------------------------------
+
+    _preview_timer: Any = None
+
+    def schedule_preview(self) -> None:
+        """Preview the values on the form a moment after the last change (typing does not query per key)."""
+        if self.kind.preview is None:
+            self.query_one("#form-preview", Static).update("")
+            return
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(0.3, self.start_preview)
+
+    def start_preview(self) -> None:
+        if self.kind.preview is None:  # the kind changed since the preview was scheduled
+            self.query_one("#form-preview", Static).update("")
+            return
+        try:
+            raw = {f.name: self.value(f.name) for f in self.form_fields()}
+        except NoMatches:  # the form is being laid out again: the next change previews
+            return
+        self.preview(self.kind_name, raw)
+
+    @work(thread=True, exclusive=True, group="form-preview", exit_on_error=False)
+    def preview(self, kind_name: str, raw: dict[str, str]) -> None:
+        kind = KINDS[kind_name]
+        if kind.preview is None:
+            return
+        try:
+            text = kind.preview(self.app.workspace, raw)  # type: ignore[attr-defined]
+        except BadInputError as exc:
+            text = f"[$error]{exc}[/]"
+        self.app.call_from_thread(self.show_preview, kind_name, text)
+
+    def show_preview(self, kind_name: str, text: str) -> None:
+        if kind_name == self.kind_name and self.is_attached:
+            self.query_one("#form-preview", Static).update(text)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.schedule_preview()
 
     def value(self, name: str) -> str:
         widget = self.query_one(f"#f-{name}")
@@ -182,6 +228,7 @@ class JobForm(BaseModal[dict[str, Any]]):
             self.typed[f.name] = self.value(f.name)
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        self.schedule_preview()
         name = (event.select.id or "").removeprefix("f-")
         if name == "kind" and event.value != self.kind_name and event.value is not Select.NULL:
             self.remember()
@@ -305,7 +352,8 @@ class JobsScreen(BaseScreen):
         if run_id is None and jobs:
             run_id = jobs[-1]["run_id"]
         state, new_logs = None, []
-        if run_id is not None:
+        broken = any(j["run_id"] == run_id and j.get("status") == BROKEN for j in jobs)
+        if run_id is not None and not broken:  # a broken run's log may be what cannot be read
             follower = self.followers.setdefault(run_id, JobFollower(self.ws.run_dir(run_id)))
             state = follower.state
             for event in follower.poll():
@@ -361,6 +409,15 @@ class JobsScreen(BaseScreen):
         if run_id != self.shown_run:
             log.clear()
             self.shown_run = run_id
+        job = next((j for j in message.jobs if j["run_id"] == run_id), None)
+        if job is not None and job.get("status") == BROKEN:
+            self.query_one("#job-title", Static).update(Text(f"{run_id} · broken"))
+            self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=0)
+            folder = self.ws.run_dir(str(run_id))
+            self.query_one("#job-metrics", Static).update(  # Text: the reason may hold a '['
+                Text(f"this run folder cannot be read: {job.get('message')} (fix or remove {folder})")
+            )
+            return
         if run_id is None or state is None:
             self.query_one("#job-title", Static).update("no jobs yet: n launches one")
             return
@@ -406,13 +463,15 @@ class JobsScreen(BaseScreen):
             trained = {k.name for k in KINDS.values() if k.trains_model}  # runs with a model and a data map
             runs = [r["run_id"] for r in runs_overview(con) if r.get("kind") in trained]
         inherited = {}
-        for run in runs:
+        for run in list(runs):
             try:
                 inherited[run] = {
                     k: v for k, v in source_settings(self.ws, run).items() if k not in ("dataset", "task")
                 }
             except BadInputError:
                 continue
+            except BrokenRunError:  # its config.json broke after it was registered: not a source to pick
+                runs.remove(run)
         self.app.call_from_thread(self.push_form, FormContext(datasets, runs, inherited), preset)
 
     def push_form(self, context: FormContext, preset: dict[str, Any] | None) -> None:
