@@ -21,6 +21,7 @@ from engine.analysis.pages import ExampleFilter
 from engine.analysis.regions import RANKING, Bounds
 from storage.workspace import Workspace
 from tui_app.config import Settings, load_settings
+from tui_app.screens.attacks import AttacksScreen
 from tui_app.screens.cases import CasesScreen
 from tui_app.screens.compare import CompareScreen
 from tui_app.screens.datamap import DataMapScreen
@@ -127,6 +128,9 @@ class DynascopeApp(App[None]):
     def open_sql(self) -> None:
         self.push_screen(SqlScreen())
 
+    def open_attacks(self, run_id: str | None = None) -> None:
+        self.push_screen(AttacksScreen(run_id))
+
     def go_home(self) -> None:
         while len(self.screen_stack) > 2:
             self.pop_screen()
@@ -145,9 +149,14 @@ class DynascopeApp(App[None]):
         yield SystemCommand("Examples", "The examples table of the latest run", self.open_examples)
         yield SystemCommand("Case studies", "Representative examples per region", self.open_cases)
         yield SystemCommand("Jobs", "Running and finished jobs, with progress and logs", self.open_jobs)
-        yield SystemCommand("New job", "Launch train / retrain / evaluate", lambda: self.open_jobs(new=True))
+        yield SystemCommand(
+            "New job", "Launch train / retrain / evaluate / attack", lambda: self.open_jobs(new=True)
+        )
         yield SystemCommand("Compare runs", "Runs x evaluation sets", self.open_compare)
         yield SystemCommand("SQL console", "Read-only SQL over the catalog", self.open_sql)
+        yield SystemCommand(
+            "Attacks", "Clean%, Aua%, #Query per attack; examples with the changed words", self.open_attacks
+        )
         seen = set()
         for active in screen.active_bindings.values():
             binding = active.binding

@@ -128,9 +128,13 @@ class TrajectoryPlot(Plot):
         self.replot()
 
     def draw(self, plt: Any) -> None:
-        plt.title("trajectory: gold probability per epoch")
-        plt.xlabel("epoch")
         rows = self.trajectory
+        with_adv = any(r.get("adv_loss") is not None for r in rows)
+        plt.title(
+            "trajectory: gold probability per epoch"
+            + (" (left), adversarial loss (right)" if with_adv else "")
+        )
+        plt.xlabel("epoch")
         if rows:
             epochs = [int(r["epoch"]) for r in rows]
             probs = [float(r["gold_prob"]) if r.get("gold_prob") is not None else 0.0 for r in rows]

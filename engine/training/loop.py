@@ -1,8 +1,9 @@
 """Training with per-example dynamics recording, on Hugging Face Accelerate (one process, or one per rank).
 
 The job body of one rank: read the run's config and exported inputs (never the catalog), train for the configured
-epochs, record one dynamics row per example per epoch, checkpoint each complete epoch, and finally save the model and
-hand it to the caller (the job scores the evaluation sets). `engine.jobs.rank` is the module torchrun
+epochs, record one dynamics row per example per epoch (with adversarial dynamics, a PGD pass over the epoch's
+examples adds their adversarial records to the same rows: `record_adversarial`), checkpoint each complete epoch, and
+finally save the model and hand it to the caller (the job scores the evaluation sets). `engine.jobs.rank` is the module torchrun
 starts on every rank:
 
     torchrun --standalone --nproc_per_node 2 -m engine.jobs.rank runs/<run_id>
@@ -10,15 +11,17 @@ starts on every rank:
 Determinism (so a resumed run equals an uninterrupted one): the shuffle of epoch e is a permutation drawn from
 a generator seeded with (seed, e), not from a running RNG; torch / numpy / python RNG states (dropout) are saved
 in the checkpoint of each complete epoch with the model, optimizer and scheduler; deterministic algorithms are on.
+The adversarial pass draws its random starts from generators seeded with (seed, epoch, example index) and runs in
+eval mode, so it neither depends on nor disturbs those states.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -31,10 +34,12 @@ import pyarrow.parquet as pq
 import torch
 
 from engine.tasks import Batch, ForwardOut, TaskAdapter
+from engine.training.adversarial import PGDSettings, pgd_records
 from engine.training.config import CHECKPOINT, PROGRESS_EVERY_S, TrainConfig
 from engine.training.model import build_adapter, evaluate, load_model, load_tokenizer
-from engine.training.objectives import compute, get_objective
+from engine.training.objectives import Objective, compute, for_run
 from engine.training.recorder import EpochRecorder
+from engine.training.stop import StopFlag, TrainingDivergedError
 from storage.artifacts import append_event, dynamics_dir, read_config
 
 # ---- the order of an epoch ---------------------------------------------------------------------------
@@ -59,24 +64,6 @@ def get_batches(order: list[tuple[int, bool]], batch_size: int) -> list[list[tup
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-# ---- stopping on SIGTERM -------------------------------------------------------------------------------
-
-
-class StopFlag:
-    """Set by SIGTERM / SIGINT; the loop stops at the next step boundary (never mid-write)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-
 # ---- the training loop ---------------------------------------------------------------------------------
 
 
@@ -93,6 +80,7 @@ class TrainContext:
     flag: StopFlag
     steps_per_epoch: int
     progress: ProgressReporter | None = None
+    diverged: TrainingDivergedError | None = None  # this rank's loss stopped being finite
 
     @property
     def rank(self) -> int:
@@ -102,13 +90,28 @@ class TrainContext:
     def world(self) -> int:
         return int(self.accelerator.num_processes)
 
+    @functools.cached_property
+    def objective(self) -> Objective:
+        """The run's training loss, a mitigation included (its example ids read once from the run folder)."""
+        return for_run(self.cfg, self.run_dir)
+
     def should_stop(self) -> bool:
         """Every rank must stop at the same step (a lone rank waiting in all-reduce would hang), so with several
-        ranks the flag is agreed on with a tiny all-reduce each step."""
+        ranks the flag is agreed on with a tiny all-reduce each step. Raises TrainingDivergedError on every rank
+        once any rank's loss stopped being finite (agreed in the same all-reduce, with its epoch and step)."""
         if self.world == 1:
+            if self.diverged is not None:
+                raise self.diverged
             return self.flag.requested
-        flag = torch.tensor([1.0 if self.flag.requested else 0.0], device=self.accelerator.device)
-        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+        d = self.diverged
+        local = [1.0 if self.flag.requested else 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        if d is not None:
+            local[1:] = [1.0, d.value, d.epoch, d.step, d.total]
+        agreed = torch.tensor(local, dtype=torch.float64, device=self.accelerator.device)
+        stop, bad, value, epoch, step, total = self.accelerator.reduce(agreed, reduction="sum").tolist()
+        if bad > 0:  # ranks diverge at the same step (the check runs every step): average what they report
+            raise d or TrainingDivergedError(value, int(epoch / bad), int(step / bad), int(total / bad))
+        return bool(stop > 0)
 
 
 def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -131,7 +134,7 @@ def train_step(ctx: TrainContext, batch: Batch, *, sync: bool, scale: float) -> 
     # Without no_sync, DDP would all-reduce gradients on every micro-batch of an accumulation group.
     with nullcontext() if sync or ctx.world == 1 else acc.no_sync(ctx.model):
         with acc.autocast():
-            out = compute(ctx.adapter, get_objective(ctx.cfg.objective), ctx.model, batch)
+            out = compute(ctx.adapter, ctx.objective, ctx.model, batch)
         acc.backward(out.losses.mean() * scale)
     return out
 
@@ -160,14 +163,18 @@ def train_one_epoch(ctx: TrainContext, epoch: int, recorder: EpochRecorder | Non
         boundary = (step + 1) % accum == 0 or step == len(batches) - 1
         batch = ctx.adapter.collate([ctx.items[i] for i, _ in chunk]).to(ctx.accelerator.device)
         out = train_step(ctx, batch, sync=boundary, scale=1.0 / size)
+        loss = float(out.losses.detach().mean())
+        if not math.isfinite(loss):
+            ctx.diverged = TrainingDivergedError(loss, epoch, step + 1, len(batches))
+            if ctx.world == 1:
+                raise ctx.diverged
+            # several ranks: finish this step in lockstep; the next should_stop() raises on every rank
         if recorder is not None:
             recorder.add(ctx.adapter.record(batch, out), keep=[k for _, k in chunk])
         if boundary:
             optimizer_step(ctx)
-        if ctx.progress is not None:
-            ctx.progress.step(
-                epoch, step + 1, len(batches), len(chunk) * ctx.world, float(out.losses.detach().mean())
-            )
+        if ctx.progress is not None and ctx.diverged is None:
+            ctx.progress.step(epoch, step + 1, len(batches), len(chunk) * ctx.world, loss)
     return True
 
 
@@ -182,12 +189,48 @@ def record_epoch_end(ctx: TrainContext, recorder: EpochRecorder) -> bool:
         ctx.items,
         batch_size=ctx.cfg.eval_batch_size,
         indices=indices,
-        objective=ctx.cfg.objective,
+        objective=ctx.objective,
         stop=lambda: ctx.flag.requested,
     )
     if rows is None:
         return False
     recorder.add(rows)
+    return True
+
+
+def record_adversarial(ctx: TrainContext, recorder: EpochRecorder, epoch: int) -> bool:
+    """Adversarial dynamics: PGD on the input embeddings of every example this rank recorded this epoch, after
+    the epoch's training and cartography records (engine.training.adversarial: eval mode, weights frozen, the
+    start seeded by (seed, epoch, example index)); the rows join the epoch's shard. No collectives run here, so
+    ranks may finish at different times. Returns False when stopped by the flag."""
+    model = ctx.accelerator.unwrap_model(ctx.model)
+    position = {it.example_id: i for i, it in enumerate(ctx.items)}
+    indices = sorted(position[i] for i in recorder.recorded_ids())
+    settings = PGDSettings.from_config(ctx.cfg)
+    if ctx.accelerator.is_main_process:
+        radius = f", radius {settings.radius:g}" if settings.radius else ""
+        append_event(
+            ctx.run_dir,
+            "log",
+            message=f"epoch {epoch + 1}: adversarial pass (PGD on input embeddings: K {settings.steps}, "
+            f"eta {settings.step_size:g}, eps0 {settings.init_norm:g}{radius}) over {len(indices)} examples"
+            + (" on this rank" if ctx.world > 1 else ""),
+        )
+    rows = pgd_records(
+        model,
+        ctx.adapter,
+        ctx.items,
+        indices,
+        settings,
+        seed=ctx.cfg.seed,
+        epoch=epoch,
+        batch_size=ctx.cfg.batch_size,
+        autocast=ctx.accelerator.autocast,
+        stop=lambda: ctx.flag.requested,
+    )
+    if rows is None:
+        return False
+    recorder.add_adversarial(rows)
     return True
 
 
@@ -367,7 +410,12 @@ def run_training(run_dir: Path, flag: StopFlag, after_training: AfterTraining | 
     for epoch in range(start, cfg.epochs):
         t0 = time.monotonic()
         recorder = (
-            EpochRecorder(ctx.rank, ctx.adapter.extra_columns, [it.example_id for it in ctx.items])
+            EpochRecorder(
+                ctx.rank,
+                ctx.adapter.extra_columns,
+                [it.example_id for it in ctx.items],
+                adversarial=cfg.adversarial_dynamics,
+            )
             if cfg.dynamics != "none"
             else None
         )
@@ -377,10 +425,14 @@ def run_training(run_dir: Path, flag: StopFlag, after_training: AfterTraining | 
             return "cancelled"
         if recorder is not None and cfg.dynamics == "epoch-end":
             record_epoch_end(ctx, recorder)  # stops early on the flag; the agreement below then cancels
+        t_adv = time.monotonic()
+        if recorder is not None and cfg.adversarial_dynamics and not ctx.flag.requested:
+            record_adversarial(ctx, recorder, epoch)  # likewise
+        t_adv = time.monotonic() - t_adv
         if ctx.should_stop():  # every rank agrees before the collectives of the epoch end
             return "cancelled"
         totals = torch.tensor(
-            recorder.totals() if recorder is not None else (0.0, 0.0, 0), dtype=torch.float64
+            recorder.totals() if recorder is not None else (0.0, 0.0, 0, 0.0, 0.0, 0), dtype=torch.float64
         )
         if recorder is not None:
             recorder.write(run_dir)
@@ -391,6 +443,13 @@ def run_training(run_dir: Path, flag: StopFlag, after_training: AfterTraining | 
             metrics = {"seconds": round(time.monotonic() - t0, 2), "examples": n}
             if n:
                 metrics.update(train_loss=float(totals[0]) / n, train_accuracy=float(totals[1]) / n)
+            attacked = int(totals[5])
+            if attacked:
+                metrics.update(
+                    adv_loss=float(totals[3]) / attacked,
+                    adv_accuracy=float(totals[4]) / attacked,
+                    adv_seconds=round(t_adv, 2),
+                )
             append_event(run_dir, "epoch_end", epoch=epoch, metrics=metrics)
     if main:
         model = save_final_model(ctx)
@@ -412,11 +471,3 @@ def save_final_model(ctx: TrainContext) -> Any:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return model
-
-
-def finish(run_dir: Path, status: str, message: str | None = None) -> None:
-    """Write the terminal state; a finished run no longer needs its resume checkpoint."""
-    fields_ = {"message": message} if message else {}
-    append_event(run_dir, "state", status=status, pid=os.getpid(), **fields_)
-    if status == "done":
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)

@@ -3,6 +3,10 @@ adapter's `heads` (per unit: scores with invalid classes masked, gold class, val
 
 - `CrossEntropy`: the mean over the task's heads of the cross-entropy of the gold class (classification: the
   label; QA: the start and the end token of the window's target span).
+- `Flooding`: `|loss - b| + b` on another objective's per-unit loss (Ishida et al. 2020; seed 003 eq. 4): below
+  the flood level b the gradient points uphill, so the loss hovers around b instead of reaching zero.
+- `LabelSmoothing`: the cross-entropy against `y (1 - alpha) + alpha / C` per head (Szegedy et al. 2016; seed 003
+  eq. 5), C the head's valid classes (classification: the labels; QA: the window's tokens, padding excluded).
 
 Per-example choices: a batch's `meta` may carry per-example values (e.g. which examples a mitigation regularises,
 or weights); `per_unit` spreads them over the units (QA: every window of an example gets its value), and
@@ -11,7 +15,7 @@ or weights); `per_unit` spreads them over the units (QA: every window of an exam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -35,18 +39,70 @@ class CrossEntropy:
         return torch.stack(losses).mean(0)
 
 
-class Selective:
-    """`selected` on the examples whose `batch.meta[key]` is true, `base` on the others (a missing key: none is
-    selected). Both losses come from the same logits; only the chosen one reaches each unit's gradient."""
+class Flooding:
+    """`|inner - b| + b` per unit (inner: cross-entropy unless given). Equal to `inner` above the level b; below
+    it the sign of the gradient flips (gradient ascent), so the training loss floats around b."""
 
-    def __init__(self, base: Any, selected: Any, key: str = "selected") -> None:
+    name = "flooding"
+
+    def __init__(self, level: float = 0.2, inner: Any = None) -> None:
+        if not level > 0:
+            raise ValueError(f"the flood level must be > 0, got {level}")
+        self.level = float(level)
+        self.inner = inner if inner is not None else CrossEntropy()
+
+    def per_unit_loss(self, adapter: TaskAdapter, batch: Batch, logits: Logits) -> torch.Tensor:
+        loss: torch.Tensor = self.inner.per_unit_loss(adapter, batch, logits)
+        return (loss - self.level).abs() + self.level
+
+
+class LabelSmoothing:
+    """Cross-entropy against smoothed targets `(1 - alpha) * onehot + alpha / C` over each head's C valid classes
+    (the paper's eq. 5; for classification the same as torch's `cross_entropy(label_smoothing=alpha)`), averaged
+    over the task's heads like `CrossEntropy`. alpha = 0 is plain cross-entropy."""
+
+    name = "label_smoothing"
+
+    def __init__(self, alpha: float = 0.4) -> None:
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"the smoothing alpha must be in [0, 1], got {alpha}")
+        self.alpha = float(alpha)
+
+    def per_unit_loss(self, adapter: TaskAdapter, batch: Batch, logits: Logits) -> torch.Tensor:
+        losses = []
+        for h in adapter.heads(batch, logits):
+            scores = h.scores.float()
+            valid = h.valid if h.valid is not None else torch.ones_like(scores, dtype=torch.bool)
+            n_valid = valid.sum(-1, keepdim=True).clamp(min=1).to(scores.dtype)
+            target = torch.where(valid, self.alpha / n_valid, torch.zeros_like(scores))
+            target = target + (1 - self.alpha) * F.one_hot(h.target, scores.shape[-1]).to(scores.dtype)
+            logp = scores.log_softmax(-1)
+            losses.append(-torch.where(valid, target * logp, torch.zeros_like(logp)).sum(-1))
+        return torch.stack(losses).mean(0)
+
+
+class Selective:
+    """`selected` on the chosen examples, `base` on the others. Chosen: the examples whose id is in `ids` when
+    given (a mitigation's list, read from the run folder), else those whose `batch.meta[key]` is true (a missing
+    key: none). Both losses come from the same logits; only the chosen one reaches each unit's gradient."""
+
+    def __init__(
+        self, base: Any, selected: Any, key: str = "selected", ids: Iterable[str] | None = None
+    ) -> None:
         self.base, self.selected, self.key = base, selected, key
-        self.name = f"{base.name}+{selected.name}@{key}"
+        self.ids = None if ids is None else frozenset(ids)
+        self.name = f"{base.name}+{selected.name}@{'ids' if ids is not None else key}"
+
+    def chosen(self, batch: Batch) -> list[bool] | None:
+        if self.ids is not None:
+            return [eid in self.ids for eid in batch.example_ids]
+        chosen = batch.meta.get(self.key)
+        return None if chosen is None else [bool(c) for c in chosen]
 
     def per_unit_loss(self, adapter: TaskAdapter, batch: Batch, logits: Logits) -> torch.Tensor:
         plain: torch.Tensor = self.base.per_unit_loss(adapter, batch, logits)
-        chosen = batch.meta.get(self.key)
-        if chosen is None:
+        chosen = self.chosen(batch)
+        if chosen is None or not any(chosen):
             return plain
-        mask = per_unit(batch, [bool(c) for c in chosen])
+        mask = per_unit(batch, chosen)
         return torch.where(mask, self.selected.per_unit_loss(adapter, batch, logits), plain)

@@ -7,11 +7,13 @@ backpropagates, and inline dynamics record them together with the same logits: n
 
 This module stays torch-free (the app and the CLI import the names through the config); the implementations live
 in `engine.training.losses` and are imported when an objective is first used. A new objective is one class there
-(`per_unit_loss(adapter, batch, logits) -> Tensor[units]`) plus one entry in `REGISTRY`.
+(`per_unit_loss(adapter, batch, logits) -> Tensor[units]`) plus one entry in `REGISTRY` (and one in `PARAMETERS`
+when TrainConfig settings parameterise it). `for_run` builds what a run trains with, mitigation included.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -20,8 +22,24 @@ if TYPE_CHECKING:
     from engine.tasks import Batch, ForwardOut, Logits, TaskAdapter
 
 # name -> class in engine.training.losses
-REGISTRY: dict[str, str] = {"cross_entropy": "CrossEntropy"}
+REGISTRY: dict[str, str] = {
+    "cross_entropy": "CrossEntropy",
+    "flooding": "Flooding",
+    "label_smoothing": "LabelSmoothing",
+}
 OBJECTIVES = tuple(REGISTRY)
+# an objective's parameters: constructor argument -> the TrainConfig setting that holds it
+PARAMETERS: dict[str, dict[str, str]] = {
+    "flooding": {"level": "flood_level"},
+    "label_smoothing": {"alpha": "smoothing"},
+}
+
+# Mitigation (seed 003, section 4.2): the regularising objective applied to the p% most robust examples of an
+# earlier run, the run's own objective to the others. The launcher resolves the examples from the catalog and
+# writes their ids to MITIGATED_IDS in the run folder; the job reads them from there (it never opens the catalog).
+MITIGATIONS: dict[str, str] = {"flooding": "flooding", "label-smoothing": "label_smoothing"}
+MITIGATION_CHOICES = ("none", *MITIGATIONS)
+MITIGATED_IDS = "inputs/mitigated.parquet"  # relative to the run folder; one column, example_id
 
 
 class Objective(Protocol):
@@ -40,6 +58,34 @@ def get_objective(name: str, **params: Any) -> Objective:
 
     objective: Objective = getattr(losses, REGISTRY[name])(**params)
     return objective
+
+
+def configured(name: str, cfg: Any) -> Objective:
+    """The objective `name` with its parameters taken from a TrainConfig (e.g. flooding's level b)."""
+    params = {arg: getattr(cfg, setting) for arg, setting in PARAMETERS.get(name, {}).items()}
+    return get_objective(name, **params)
+
+
+def for_run(cfg: Any, run_dir: Path) -> Objective:
+    """What a run trains with: its objective, and with a mitigation the regularised loss on the examples listed
+    in `run_dir / MITIGATED_IDS` (the plain objective on the others)."""
+    base = configured(cfg.objective, cfg)
+    mitigation = getattr(cfg, "mitigation", "none") or "none"
+    if mitigation == "none":
+        return base
+    if mitigation not in MITIGATIONS:
+        raise ValueError(
+            f"unknown mitigation {mitigation!r}; expected one of {', '.join(MITIGATION_CHOICES)}"
+        )
+    import pyarrow.parquet as pq
+
+    from engine.training.losses import Selective
+
+    path = Path(run_dir) / MITIGATED_IDS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the launcher writes the mitigated examples there")
+    ids = pq.read_table(path, columns=["example_id"]).column("example_id").to_pylist()
+    return Selective(base, configured(MITIGATIONS[mitigation], cfg), ids=ids)
 
 
 def compute(
