@@ -169,13 +169,17 @@ class BarChart(Plot):
         self.groups: list[str] = []
         self.series: list[tuple[str, list[float]]] = []
         self.metric = ""
+        self.chart_title: str | None = None
 
-    def set_data(self, metric: str, groups: list[str], series: list[tuple[str, list[float]]]) -> None:
-        self.metric, self.groups, self.series = metric, groups, series
+    def set_data(
+        self, metric: str, groups: list[str], series: list[tuple[str, list[float]]], title: str | None = None
+    ) -> None:
+        """Bars of `metric` per group and run; `title` replaces "<metric> by evaluation set"."""
+        self.metric, self.groups, self.series, self.chart_title = metric, groups, series, title
         self.replot()
 
     def draw(self, plt: Any) -> None:
-        plt.title(f"{self.metric or 'metric'} by evaluation set")
+        plt.title(self.chart_title or f"{self.metric or 'metric'} by evaluation set")
         if self.groups and self.series:
             if len(self.series) == 1:
                 plt.bar(self.groups, self.series[0][1], label=self.series[0][0])

@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from engine.analysis.runs import origin
 from engine.analysis.sql import rows_as_dicts
 
 WORD = re.compile(r"(\w+)")
@@ -79,3 +80,114 @@ def attack_examples(
         [*params, int(limit)],
     )
     return rows_as_dicts(cur)
+
+
+# the paper's Table 3 order; a method not named here follows in name order
+METHOD_ORDER = ("pgd", "word-swap", "char-swap")
+
+
+def attack_table(con: duckdb.DuckDBPyConnection, runs: list[str] | None = None) -> list[dict[str, Any]]:
+    """Runs under attack side by side, the shape of the paper's Table 3: one row per (attacked run, dataset), with
+    Clean% and, per method, Aua% and #Query of the latest attack job of that (run, dataset, method) (latest by the
+    attack run's creation time). Every run of `runs` gets at least one row (with no attacks when it has none);
+    `runs` None: every attacked run, oldest first.
+
+    Clean% comes from the attack rows, not from an evaluation: the share of the examples attacked (by any of the
+    chosen attacks, each counted once, its latest attack's clean prediction) that the run classified correctly
+    before the attack, so it is measured on the same examples as the Aua% beside it. Each attack keeps its own
+    clean_accuracy too (equal to the row's when the attacks covered the same examples, as with the same --limit).
+    Fractions in [0, 1]; #Query is the mean model queries per attacked example (correct before the attack)."""
+    cur = con.execute(
+        """WITH latest AS (
+               SELECT a.*, coalesce(r.created_at, a.created_at) AS attacked_at
+               FROM attacks a LEFT JOIN runs r USING (run_id)
+               QUALIFY row_number() OVER (
+                   PARTITION BY a.source_run, a.dataset, a.method ORDER BY attacked_at DESC, a.run_id DESC) = 1
+           ),
+           per_example AS (
+               SELECT l.source_run, l.dataset, x.example_id,
+                      arg_max(x.correct_before, l.attacked_at) AS correct_before
+               FROM latest l JOIN attack_results x ON x.run_id = l.run_id
+               GROUP BY ALL
+           ),
+           clean AS (
+               SELECT source_run, dataset, count(*) AS n_examples,
+                      avg(CASE WHEN correct_before THEN 1.0 ELSE 0.0 END) AS clean_accuracy
+               FROM per_example GROUP BY ALL
+           )
+           SELECT l.source_run, l.dataset, c.n_examples AS n_clean, c.clean_accuracy AS clean, l.method,
+                  l.run_id, l.n_examples, l.clean_accuracy, l.aua, l.success_rate, l.avg_queries,
+                  json_extract(r.config, '$.selection') AS selection
+           FROM latest l LEFT JOIN clean c USING (source_run, dataset) LEFT JOIN runs r ON r.run_id = l.source_run
+           ORDER BY r.created_at, l.source_run, l.dataset"""
+    )
+    found = rows_as_dicts(cur)
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in found:
+        if runs is not None and row["source_run"] not in runs:
+            continue
+        key = (row["source_run"], row["dataset"])
+        entry = by_key.setdefault(
+            key,
+            {
+                "run_id": row["source_run"],
+                "origin": origin(row),
+                "dataset": row["dataset"],
+                "n_examples": row["n_clean"] or 0,
+                "clean_accuracy": row["clean"],
+                "attacks": {},
+            },
+        )
+        entry["attacks"][row["method"]] = {
+            "attack_run": row["run_id"],
+            "n_examples": row["n_examples"],
+            "clean_accuracy": row["clean_accuracy"],
+            "aua": row["aua"],
+            "success_rate": row["success_rate"],
+            "avg_queries": row["avg_queries"],
+        }
+    rows = list(by_key.values())
+    if runs is not None:
+        attacked = {r["run_id"] for r in rows}
+        rows += [
+            {
+                "run_id": run,
+                "origin": None,
+                "dataset": None,
+                "n_examples": 0,
+                "clean_accuracy": None,
+                "attacks": {},
+            }
+            for run in runs
+            if run not in attacked
+        ]
+        order = {run: i for i, run in enumerate(runs)}
+        rows.sort(key=lambda r: order[r["run_id"]])  # stable: a run's datasets stay in their order
+    for row in rows:
+        row["attacks"] = {m: row["attacks"][m] for m in attack_methods([row])}
+    return rows
+
+
+def attack_methods(rows: list[dict[str, Any]]) -> list[str]:
+    """The methods present in `rows` (attack_table's), in the paper's order."""
+    present = {m for row in rows for m in row["attacks"]}
+    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+def table3_columns(methods: list[str]) -> list[str]:
+    """The figure columns of attack_table rows: Clean%, then per method its Aua% and #Query."""
+    return ["Clean%"] + [name for m in methods for name in (f"{m} Aua%", f"{m} #Query")]
+
+
+def table3_values(row: dict[str, Any], methods: list[str]) -> list[float | None]:
+    """One attack_table row's figures in table3_columns order: percentages (0-100) and mean queries; None where
+    the run has no such attack."""
+
+    def pct(value: float | None) -> float | None:
+        return None if value is None else 100.0 * value
+
+    values = [pct(row["clean_accuracy"])]
+    for method in methods:
+        attack = row["attacks"].get(method) or {}
+        values += [pct(attack.get("aua")), attack.get("avg_queries")]
+    return values

@@ -4,6 +4,7 @@ dynascope metrics RUN [--json | --parquet OUT] [--region R] [--limit N] [--bound
 dynascope map RUN [--kind cartography|robustness] [--width W --height H] [--bounds A,B] [--json]
 dynascope select RUN --region R --fraction F [--balanced] [--seed S] --name NEW [--json]
 dynascope import-dynamics DIR --format cartography --dataset NAME [--name RUN] [--json]
+dynascope compare [RUN ...] [--json]
 """
 
 from __future__ import annotations
@@ -156,9 +157,10 @@ def metrics_cmd(
         click.echo(line)
 
 
-def text_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
-    """Plain aligned columns (numbers right-aligned): readable in a pipe, a log or a narrow terminal."""
-    cells = [[fmt_value(v) for v in row] for row in rows]
+def text_table(columns: list[str], rows: list[list[Any]], digits: int = 4) -> list[str]:
+    """Plain aligned columns (numbers right-aligned, floats to `digits` decimals): readable in a pipe, a log or
+    a narrow terminal."""
+    cells = [[fmt_value(v, digits) for v in row] for row in rows]
     numeric = [
         all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if r[i] is not None)
         for i in range(len(columns))
@@ -303,4 +305,55 @@ def import_dynamics_cmd(
     )
 
 
-COMMANDS = (metrics_cmd, map_cmd, select_cmd, import_dynamics_cmd)
+@click.command("compare")
+@click.argument("runs", nargs=-1)
+@workspace_option
+@json_option
+@user_errors
+def compare_cmd(runs: tuple[str, ...], workspace: str | None, as_json: bool) -> None:
+    """Runs under attack side by side, like the paper's Table 3: per run and attacked dataset, Clean% and, per
+    method, Aua% (accuracy under attack) and #Query (mean model queries per attacked example) of its latest
+    attack of that method. Without RUN: every attacked run.
+
+    Clean% is measured on the attacked examples (their clean predictions in the attack results), so it and the
+    Aua% beside it count the same examples; --json gives fractions and each attack's own figures and run id."""
+    from engine.analysis.attacks import attack_methods, attack_table, table3_columns, table3_values
+
+    with catalog(get_workspace(workspace), read_only_ok=True) as con:
+        for run in runs:
+            run_info(con, run)  # an unknown run: exit 2 with the recent runs named
+        rows = attack_table(con, list(dict.fromkeys(runs)) or None)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no attacks yet: dynascope attack RUN DATASET --method pgd|word-swap|char-swap")
+        return
+    methods = attack_methods(rows)
+    table = [
+        [row["run_id"], row["dataset"], row["n_examples"] or None, *table3_values(row, methods)]
+        for row in rows
+    ]
+    for line in text_table(["run", "dataset", "n", *table3_columns(methods)], table, digits=1):
+        click.echo(line)
+    for row in rows:
+        for method, attack in row["attacks"].items():
+            if attack["n_examples"] != row["n_examples"]:
+                click.echo(
+                    f"note: {row['run_id']}: {method} attacked {attack['n_examples']} of the {row['n_examples']} "
+                    f"examples of {row['dataset']} (Clean% counts them all, its Aua% its own)"
+                )
+    click.echo("")
+    click.echo("Clean%: accuracy on the attacked examples before the attack; Aua%: accuracy under attack;")
+    click.echo("#Query: mean model queries per attacked example (one correct before the attack).")
+    click.echo(
+        "The latest attack per run, dataset and method; all of them: dynascope sql 'SELECT * FROM attacks'"
+    )
+    origins = [f"  {row['run_id']}: {row['origin']}" for row in rows if row.get("origin")]
+    if origins:
+        click.echo("trained on:")
+        for line in dict.fromkeys(origins):
+            click.echo(line)
+
+
+COMMANDS = (metrics_cmd, map_cmd, select_cmd, import_dynamics_cmd, compare_cmd)
