@@ -139,7 +139,7 @@ def pgd_batch(
     with torch.no_grad():
         base = embed(model, batch).detach()
     mask = batch.tensors["attention_mask"].to(base.device)[:, :, None].to(torch.float32)
-    delta = start.to(base.device, torch.float32)
+    delta = start.detach().to(base.device, torch.float32, copy=True)  # never the caller's tensor
     norms = [_unit_norms(delta).cpu()] if track_norms else []
     for _ in range(settings.steps):
         delta.requires_grad_(True)
