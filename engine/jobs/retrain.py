@@ -50,10 +50,24 @@ INHERITED = tuple(
 )
 
 
-def selection_name(run_id: str, region: str, fraction: float | None, bounds: str | None) -> str:
+def selection_name(
+    run_id: str,
+    region: str,
+    fraction: float | None,
+    bounds: str | None,
+    balanced: bool = False,
+    seed: int = 0,
+) -> str:
+    """The default name of a selection: every choice that changes what is selected is in it, so two different
+    selections never claim one name (a balanced and a plain one, two seeds of random)."""
     if bounds:
         return f"{run_id}-{region}-bounds-{bounds.replace(',', '-')}"
-    return f"{run_id}-{region}-{round(float(fraction or 0) * 100):d}pct"
+    name = f"{run_id}-{region}-{round(float(fraction or 0) * 100):d}pct"
+    if balanced:
+        name += "-balanced"
+    if region == "random" and seed:
+        name += f"-seed{int(seed)}"
+    return name
 
 
 def source_settings(ws: Workspace, run_id: str) -> dict[str, Any]:
@@ -149,7 +163,14 @@ def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
     source = spec["run"]
     region = spec["region"]
     inherited = for_retrain(source_settings(ws, source), spec, source)
-    name = spec.get("name") or selection_name(source, region, spec.get("fraction"), spec.get("bounds"))
+    name = spec.get("name") or selection_name(
+        source,
+        region,
+        spec.get("fraction"),
+        spec.get("bounds"),
+        balanced=bool(spec.get("balanced")),
+        seed=int(spec.get("seed", 0)),
+    )
     seed = int(spec.get("seed", 0))
     with open_catalog(ws) as con:
         sync(ws, con)
