@@ -124,8 +124,10 @@ def unwritable(ws: Workspace) -> str | None:
 
 def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
     """The connection was opened read-only (open_catalog on an unwritable workspace, or the console)."""
-    row = con.execute("SELECT current_setting('access_mode')").fetchone()
-    return bool(row and str(row[0]).lower() == "read_only")
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open, and a later `con.sql(...)` on the same
+    # connection then fails with "connection has an unfinished result"
+    rows = con.execute("SELECT current_setting('access_mode')").fetchall()
+    return bool(rows and str(rows[0][0]).lower() == "read_only")
 
 
 def _check_schema_read_only(con: duckdb.DuckDBPyConnection, ws: Workspace) -> None:

@@ -124,3 +124,11 @@ def test_sql_command_is_read_only(ws, cli, tmp_path):
     assert rows == [{"n": 2}]
     bad = cli("sql", "SELECT nope FROM examples")
     assert bad.code == 2 and "SQL error" in bad.stderr
+
+
+def test_relation_queries_work_on_every_open_of_the_catalog(ws):
+    # DuckDB 2 keeps a half-fetched result open on the connection; a check inside open_catalog that left one made
+    # `con.sql(...)` fail on the second open of a catalog in a process (the first migrates, which clears it)
+    for _ in range(3):
+        with open_catalog(ws) as con:
+            assert con.sql("SELECT 42 AS answer").fetchall() == [(42,)]
