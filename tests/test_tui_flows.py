@@ -315,12 +315,12 @@ async def test_sql_console_compare_help_and_palette(tui_ws):  # noqa: ANN001
         await pilot.press("s")
         await settle(app, pilot)
         assert isinstance(app.screen, SqlScreen)
-        await pilot.press(*"SELECT count(*) AS n FROM examples WHERE dataset = 'sst2-dev'", "enter")
+        await pilot.press(*"SELECT count(*) AS n FROM examples WHERE dataset = 'sst2-dev'", "f5")
         await settle(app, pilot)
         assert "872" in screen_text(app) and "1 row(s)" in screen_text(app)
         await pilot.press("e")
-        app.screen.query_one("#sql").value = "DELETE FROM annotations"
-        await pilot.press("enter")
+        app.screen.query_one("#sql").text = "DELETE FROM annotations"
+        await pilot.press("f5")
         await settle(app, pilot)
         assert app.errors and "read-only" in app.errors[-1]
         await pilot.press("escape", "escape")
