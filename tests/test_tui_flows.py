@@ -113,7 +113,7 @@ async def test_map_boundary_region_examples_detail_tag_and_restart(tui_ws):  # n
         assert detail.detail is not None and len(detail.detail.trajectory) == 5
         text = screen_text(app)
         assert "trajectory: gold probability per epoch" in text
-        for epoch in range(5):
+        for epoch in range(1, 6):  # shown from 1, as the CLI counts epochs
             assert f"epoch {epoch}: gold p" in text
         assert "variability" in text and "tags: (none" in text
 

@@ -86,7 +86,7 @@ async def test_examples_widths_follow_the_page_the_screen_and_the_sort(tui_ws): 
         await pilot.resize_terminal(90, 30)
         await settle(app, pilot)
         others = sum(c.width + 2 for c in table.columns if c.key != "text")
-        assert column_width(table, "text") == max(20, 90 - others - 4)
+        assert column_width(table, "text") == max(12, 90 - others - 4)
         assert table.cursor_row == 2
         assert all(len(line) <= 90 for line in screen_text(app).splitlines())
         assert not app.errors

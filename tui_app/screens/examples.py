@@ -27,12 +27,13 @@ from tui_app.screens.base import BaseScreen
 
 PAGE_SIZE = 50  # rows a page (one LIMIT/OFFSET query)
 TEXT_W = 48  # the text column before the screen has a size
-MIN_TEXT_W = 20
+MIN_TEXT_W = 12
 COLUMN_MAX_W = {
     "example_id": 26,
     "text": 0,
 }  # the widest a column gets (others: DEFAULT_MAX_W); 0: the free width
 DEFAULT_MAX_W = 12
+NARROW_DROP = ("row_idx",)  # left out, in this order, when the screen is too narrow for every column
 SORT_MARKS = {False: "▲", True: "▼"}  # ascending, descending
 RANGE_RE = re.compile(r"^\s*(\w+)\s*(?:=|\s)\s*(-?[\d.eE+-]*)\s*\.\.\s*(-?[\d.eE+-]*)\s*$")
 
@@ -288,10 +289,12 @@ class ExamplesScreen(BaseScreen):
         table = self.query_one(PageTable)
         cursor = table.cursor_row
         layout = self.column_layout(self.shown.columns, self.shown.rows)
+        where = {name: index for index, name in enumerate(self.shown.columns)}
+        self.columns = [c.key for c in layout]  # as on screen (a narrow screen drops or moves some)
         table.set_page(
             layout,
             [
-                (str(row[0]), [cell(v, c, self.text_width) for v, c in zip(row, self.shown.columns)])
+                (str(row[0]), [cell(row[where[c.key]], c.key, self.text_width) for c in layout])
                 for row in self.shown.rows
             ],
         )
@@ -300,16 +303,18 @@ class ExamplesScreen(BaseScreen):
 
     def sorted_column(self) -> str | None:
         """The column on screen that the rows are sorted by (`label` sorts the label_name column)."""
-        if self.filter is None:
+        if self.filter is None or self.shown is None:
             return None
+        columns = self.shown.columns
         sort = self.filter.sort_column()
-        if sort not in self.columns and sort == "label" and "label_name" in self.columns:
+        if sort not in columns and sort == "label" and "label_name" in columns:
             return "label_name"
-        return sort if sort in self.columns else None
+        return sort if sort in columns else None
 
     def column_layout(self, columns: list[str], rows: list[tuple[Any, ...]]) -> list[Column]:
         """Column widths from this page's values (each capped), the sort column's header marked ▲/▼, and the text
-        column taking the rest of the screen's width."""
+        column taking the rest of the screen's width. On a narrow screen the most important columns stay in view:
+        the row number goes first (the id names the example), then the text moves to the end (it scrolls)."""
         marked = self.sorted_column()
         labels = {}
         for name in columns:
@@ -323,10 +328,19 @@ class ExamplesScreen(BaseScreen):
                 continue
             longest = max([len(cell(r[index], name)) for r in rows] + [len(labels[name])])
             widths[name] = min(longest, max(COLUMN_MAX_W.get(name, DEFAULT_MAX_W), len(labels[name])))
-        used = sum(w + 2 for w in widths.values()) + 2
-        width = self.size.width or self.app.size.width
-        self.text_width = max(MIN_TEXT_W, width - used - 2)
-        return [Column(n, labels[n], self.text_width if n == "text" else widths[n]) for n in columns]
+        width = (self.size.width or self.app.size.width) - 2  # the table's vertical scrollbar
+        order = list(columns)
+        for drop in NARROW_DROP:
+            if sum(widths[n] + 2 for n in order if n in widths) + MIN_TEXT_W + 2 <= width:
+                break
+            if drop in order:
+                order.remove(drop)
+        used = sum(widths[n] + 2 for n in order if n in widths) + 2
+        self.text_width = max(MIN_TEXT_W, width - used)
+        if used + self.text_width > width and "text" in order:
+            order.remove("text")
+            order.append("text")
+        return [Column(n, labels[n], self.text_width if n == "text" else widths[n]) for n in order]
 
     def on_resize(self) -> None:
         self.show_rows(keep_cursor=True)
