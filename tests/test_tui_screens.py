@@ -398,3 +398,19 @@ async def test_header_help_and_quit_on_home(tui_ws):  # noqa: ANN001
         while app.return_code is None and time.monotonic() < deadline:
             await pilot.pause(0.1)
         assert app.return_code == 0
+
+
+def test_a_missing_snapshot_fails_unless_updating(tmp_path, monkeypatch):  # noqa: ANN001
+    import tests.tui_helpers as helpers
+
+    monkeypatch.setattr(helpers, "SNAPSHOT_DIR", tmp_path)
+    monkeypatch.delenv(helpers.UPDATE_ENV, raising=False)
+    with pytest.raises(AssertionError, match="is missing"):
+        helpers.check_snapshot("home-80x24", "text")
+    assert not (tmp_path / "home-80x24.txt").exists()  # nothing written silently
+    monkeypatch.setenv(helpers.UPDATE_ENV, "1")
+    helpers.check_snapshot("home-80x24", "text")
+    monkeypatch.delenv(helpers.UPDATE_ENV)
+    helpers.check_snapshot("home-80x24", "text")
+    with pytest.raises(AssertionError, match="differs"):
+        helpers.check_snapshot("home-80x24", "other text")
