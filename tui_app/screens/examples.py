@@ -34,6 +34,18 @@ COLUMN_MAX_W = {
 }  # the widest a column gets (others: DEFAULT_MAX_W); 0: the free width
 DEFAULT_MAX_W = 12
 NARROW_DROP = ("row_idx",)  # left out, in this order, when the screen is too narrow for every column
+KEY_HINTS = (
+    "n/p page",
+    "s sort",
+    "d dir",
+    "/ search",
+    "w where",
+    "g region",
+    "b label",
+    "f range",
+    "t tag",
+    "x clear",
+)
 SORT_MARKS = {False: "▲", True: "▼"}  # ascending, descending
 RANGE_RE = re.compile(r"^\s*(\w+)\s*(?:=|\s)\s*(-?[\d.eE+-]*)\s*\.\.\s*(-?[\d.eE+-]*)\s*$")
 
@@ -344,16 +356,24 @@ class ExamplesScreen(BaseScreen):
 
     def on_resize(self) -> None:
         self.show_rows(keep_cursor=True)
+        if self.filter is not None and self.shown is not None:
+            self.update_header()
 
     def update_header(self) -> None:
         assert self.filter is not None
         self.query_one("#url", Static).update(self.filter.url(self.page))
         total = self.total or 0
         pages = max(1, -(-total // PAGE_SIZE))
-        self.query_one("#page-status", Static).update(
-            f"{total:,} rows · page {self.page + 1}/{pages} · {f'{self.last_ms:.0f} ms' if self.last_ms else 'read ahead'} · "
-            "n/p page  s sort  d dir  g region  / search  w where  b label  f range  t tag  x clear  ? keys"
+        status = f"{total:,} rows · page {self.page + 1}/{pages} · " + (
+            f"{self.last_ms:.0f} ms" if self.last_ms else "read ahead"
         )
+        room = (self.size.width or self.app.size.width) - 2 - len(status) - len(" · ? all keys")
+        hints = []
+        for hint in KEY_HINTS:  # as many as the width holds, the most used first
+            if sum(len(h) + 2 for h in hints) + len(hint) + 2 > room:
+                break
+            hints.append(hint)
+        self.query_one("#page-status", Static).update(" · ".join([status, "  ".join([*hints, "? all keys"])]))
 
     def apply(self, flt: ExampleFilter) -> None:
         self.failed = (flt, 0, True)  # what `r` retries should this load fail
