@@ -368,7 +368,7 @@ class ExamplesScreen(BaseScreen):
             f"{self.last_ms:.0f} ms" if self.last_ms else "read ahead"
         )
         room = (self.size.width or self.app.size.width) - 2 - len(status) - len(" · ? all keys")
-        hints = []
+        hints: list[str] = []
         for hint in KEY_HINTS:  # as many as the width holds, the most used first
             if sum(len(h) + 2 for h in hints) + len(hint) + 2 > room:
                 break
