@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -338,9 +339,9 @@ async def test_sql_console_editor_history_errors_cells_and_saving(tui_ws):  # no
 def test_saving_a_result_runs_on_the_read_only_connection(tui_ws, tmp_path, sql):  # noqa: ANN001
     out = tmp_path / "copied.csv"
     with open_console(tui_ws) as con:
-        with pytest.raises((ReadOnlyViolation, Exception)) as caught:
+        # the statement check words the obvious cases; the read-only connection refuses the rest
+        with pytest.raises((ReadOnlyViolation, duckdb.Error)):
             save_query_result(con, sql.format(out=out), tmp_path / "result.csv")
-        assert not isinstance(caught.value, BadInputError)
         with pytest.raises(BadInputError, match=r"\.csv or \.parquet"):
             save_query_result(con, "SELECT 1", tmp_path / "result.json")
     assert not out.exists() and not (tmp_path / "result.csv").exists()
