@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 
 class ReadOnlyViolation(ValueError):
@@ -62,21 +65,15 @@ class QueryResult:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
 
-def run_readonly_sql(
-    con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = None, timeout_s: float | None = None
-) -> QueryResult:
-    """Run user-written SQL on a console connection (storage.catalog.open_console: the database refuses writes
-    and anything outside the catalog); interrupted after `timeout_s` (default DYNASCOPE_SQL_TIMEOUT_S).
-    The statement check only gives a plainer message for the obvious cases; the connection is the guarantee."""
-    check_readonly(sql)
+@contextmanager
+def _time_limited(con: duckdb.DuckDBPyConnection, timeout_s: float | None) -> Iterator[None]:
+    """Interrupt the connection's query after `timeout_s` (default DYNASCOPE_SQL_TIMEOUT_S), said plainly."""
     limit_s = SQL_TIMEOUT_S if timeout_s is None else timeout_s
     timer = threading.Timer(limit_s, con.interrupt)
     timer.daemon = True
     timer.start()
     try:
-        result = con.execute(sql)
-        columns = [d[0] for d in result.description] if result.description else []
-        rows = result.fetchmany(limit) if limit is not None else result.fetchall()
+        yield
     except duckdb.InterruptException as exc:
         raise QueryTimeout(
             f"the query ran longer than {limit_s:g} s and was stopped; narrow it, or allow more time "
@@ -84,7 +81,28 @@ def run_readonly_sql(
         ) from exc
     finally:
         timer.cancel()
+
+
+def run_readonly_sql(
+    con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = None, timeout_s: float | None = None
+) -> QueryResult:
+    """Run user-written SQL on a console connection (storage.catalog.open_console: the database refuses writes
+    and anything outside the catalog); interrupted after `timeout_s` (default DYNASCOPE_SQL_TIMEOUT_S).
+    The statement check only gives a plainer message for the obvious cases; the connection is the guarantee."""
+    check_readonly(sql)
+    with _time_limited(con, timeout_s):
+        result = con.execute(sql)
+        columns = [d[0] for d in result.description] if result.description else []
+        rows = result.fetchmany(limit) if limit is not None else result.fetchall()
     return QueryResult(columns, rows)
+
+
+def readonly_sql_table(con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float | None = None) -> pa.Table:
+    """The whole result of user-written SQL as an Arrow table, on a console connection and under the same checks
+    and time limit as run_readonly_sql (for saving a result: the caller writes the file, never the database)."""
+    check_readonly(sql)
+    with _time_limited(con, timeout_s):
+        return con.sql(sql).to_arrow_table()  # a relation: Arrow without a DB-API copy
 
 
 def query_examples(

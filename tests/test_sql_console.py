@@ -11,7 +11,7 @@ import pytest
 from storage.catalog import open_catalog
 from storage.workspace import Workspace
 from tests.conftest import run_cli
-from tests.tui_helpers import make_app, settle
+from tests.tui_helpers import make_app, settle, wait_until
 
 FORMS = {
     "delete": "DELETE FROM runs",
@@ -79,15 +79,16 @@ def test_a_slow_query_is_stopped_and_the_catalog_is_free_at_once(console_ws: Wor
 
 
 async def test_the_apps_console_refuses_and_stops_slow_queries(console_ws, tmp_path, monkeypatch):  # noqa: ANN001
-    from textual.widgets import Input, Static
+    from textual.widgets import Static
 
     import storage.queries
+    from tui_app.screens.sql import SqlEditor
 
     monkeypatch.setattr(storage.queries, "SQL_TIMEOUT_S", 1.0)
     out = tmp_path / "app-out.csv"
     before = catalog_dump(console_ws)
     app = make_app(console_ws)
-    async with app.run_test(size=(120, 36)) as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         app.open_sql()
         await settle(app, pilot)
@@ -97,19 +98,24 @@ async def test_the_apps_console_refuses_and_stops_slow_queries(console_ws, tmp_p
             "WITH d AS (DELETE FROM runs RETURNING *) SELECT * FROM d",
             "SELECT count(*) FROM range(100000000000) a",
         ):
-            box = app.screen.query_one(Input)
-            box.value = sql
+            box = app.screen.query_one(SqlEditor)
+            box.text = sql
             box.focus()
-            await pilot.press("enter")
-            await app.workers.wait_for_complete()
+            await pilot.press("f5")
+            # the worker fails (the app reports it): wait for the screen to say so, not on the worker
+            await wait_until(app, pilot, lambda: not app.screen.running, timeout=30)
             await settle(app, pilot)
+            error = app.screen.query_one("#sql-error", Static)
+            assert error.display and str(error.render()).startswith("the query failed:")  # said in place
+            assert "running" not in str(app.screen.query_one("#sql-status", Static).render())
         shown = " ".join(str(n.message) for n in app._notifications)
         assert "file system operations are disabled" in shown and "read-only" in shown, shown
         assert "ran longer than 1 s and was stopped" in shown, shown
         # the console still works, and the rest of the app with it
-        box = app.screen.query_one(Input)
-        box.value = "SELECT count(*) AS n FROM datasets"
-        await pilot.press("enter")
+        box = app.screen.query_one(SqlEditor)
+        box.text = "SELECT count(*) AS n FROM datasets"
+        box.focus()
+        await pilot.press("f5")
         await app.workers.wait_for_complete()
         await settle(app, pilot)
         assert "1 row(s)" in str(app.screen.query_one("#sql-status", Static).render())

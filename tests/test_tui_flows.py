@@ -113,7 +113,7 @@ async def test_map_boundary_region_examples_detail_tag_and_restart(tui_ws):  # n
         assert detail.detail is not None and len(detail.detail.trajectory) == 5
         text = screen_text(app)
         assert "trajectory: gold probability per epoch" in text
-        for epoch in range(5):
+        for epoch in range(1, 6):  # shown from 1, as the CLI counts epochs
             assert f"epoch {epoch}: gold p" in text
         assert "variability" in text and "tags: (none" in text
 
@@ -315,12 +315,12 @@ async def test_sql_console_compare_help_and_palette(tui_ws):  # noqa: ANN001
         await pilot.press("s")
         await settle(app, pilot)
         assert isinstance(app.screen, SqlScreen)
-        await pilot.press(*"SELECT count(*) AS n FROM examples WHERE dataset = 'sst2-dev'", "enter")
+        await pilot.press(*"SELECT count(*) AS n FROM examples WHERE dataset = 'sst2-dev'", "f5")
         await settle(app, pilot)
         assert "872" in screen_text(app) and "1 row(s)" in screen_text(app)
         await pilot.press("e")
-        app.screen.query_one("#sql").value = "DELETE FROM annotations"
-        await pilot.press("enter")
+        app.screen.query_one("#sql").text = "DELETE FROM annotations"
+        await pilot.press("f5")
         await settle(app, pilot)
         assert app.errors and "read-only" in app.errors[-1]
         await pilot.press("escape", "escape")

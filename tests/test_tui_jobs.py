@@ -90,7 +90,7 @@ async def launch_and_watch(tui_ws) -> None:  # noqa: ANN001
         await settle(app, pilot)
         text = screen_text(app)
         assert run_id[:12] in text and "100%" in text
-        assert jobs.shown_run == run_id and "epoch 0 done" in "\n".join(jobs.query_one("#job-log").lines)
+        assert jobs.shown_run == run_id and "epoch 1 done" in "\n".join(jobs.query_one("#job-log").lines)
         assert not [e for e in app.errors if "lock" in e.lower()]
         assert not app.errors
 

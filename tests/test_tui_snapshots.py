@@ -19,7 +19,7 @@ async def capture(app, pilot) -> str:  # noqa: ANN001
     return normalise(screen_text(app), DATA_DIR)
 
 
-@pytest.mark.parametrize("size", [(120, 36), (80, 24)], ids=["120x36", "80x24"])
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 async def test_snapshots_main_screens(tui_ws, size):  # noqa: ANN001
     tag = f"{size[0]}x{size[1]}"
     app = make_app(tui_ws)
@@ -29,6 +29,9 @@ async def test_snapshots_main_screens(tui_ws, size):  # noqa: ANN001
         shots["datamap"] = await capture(app, pilot)
         await pilot.press("2", "enter")
         shots["examples-ambiguous"] = await capture(app, pilot)
+        await pilot.press("question_mark")
+        shots["help-examples"] = await capture(app, pilot)
+        await pilot.press("escape")
         await pilot.press("enter")
         shots["detail"] = await capture(app, pilot)
         app.go_home()
@@ -46,7 +49,7 @@ async def test_snapshots_main_screens(tui_ws, size):  # noqa: ANN001
         app.go_home()
         app.open_sql()
         await settle(app, pilot)
-        await pilot.press(*"SELECT run_id, status, epochs_done FROM runs ORDER BY run_id", "enter")
+        await pilot.press(*"SELECT run_id, status, epochs_done FROM runs ORDER BY run_id", "f5")
         shots["sql"] = await capture(app, pilot)
         assert not app.errors
     for name, text in shots.items():

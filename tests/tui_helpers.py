@@ -283,16 +283,16 @@ def normalise(text: str, data_dir: Path | None = None) -> str:
 
 
 def check_snapshot(name: str, text: str) -> None:
-    """Compare with tests/__snapshots__/NAME.txt; DYNASCOPE_UPDATE_SNAPSHOTS=1 (re)writes it."""
+    """Compare with tests/__snapshots__/NAME.txt; DYNASCOPE_UPDATE_SNAPSHOTS=1 (re)writes it; a missing one fails."""
     import os
 
     path = SNAPSHOT_DIR / f"{name}.txt"
-    if os.environ.get(UPDATE_ENV) == "1" or not path.exists():
-        if not path.exists() and os.environ.get("CI") == "true":
-            raise AssertionError(f"snapshot {path} is missing; run with {UPDATE_ENV}=1 and commit it")
+    if os.environ.get(UPDATE_ENV) == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, newline="\n")
         return
+    if not path.exists():  # never written silently: a missing snapshot would pass every run without checking
+        raise AssertionError(f"snapshot {path} is missing; run with {UPDATE_ENV}=1, review it and commit it")
     expected = path.read_text()
     if text != expected:
         import difflib

@@ -8,7 +8,7 @@ notification, never a traceback on screen.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +109,15 @@ class DynascopeApp(App[None]):
         else:
             self.push_screen(ExamplesScreen(None, run_id=run_id, dataset=dataset))
 
-    def open_detail(self, dataset: str, example_id: str, run_id: str | None = None) -> None:
-        self.push_screen(DetailScreen(dataset, example_id, run_id))
+    def open_detail(
+        self,
+        dataset: str,
+        example_id: str,
+        run_id: str | None = None,
+        neighbour: Callable[[str, int], str | None] | None = None,
+    ) -> None:
+        """`neighbour(example_id, step)`: the example `step` rows away in the list it was opened from (j/k)."""
+        self.push_screen(DetailScreen(dataset, example_id, run_id, neighbour))
 
     def open_cases(
         self, run_id: str | None = None, kind: str = "cartography", bounds: Bounds | None = None

@@ -136,7 +136,7 @@ class TrajectoryPlot(Plot):
         )
         plt.xlabel("epoch")
         if rows:
-            epochs = [int(r["epoch"]) for r in rows]
+            epochs = [int(r["epoch"]) + 1 for r in rows]  # shown from 1, as everywhere
             probs = [float(r["gold_prob"]) if r.get("gold_prob") is not None else 0.0 for r in rows]
             plt.plot(epochs, probs, marker="braille", color="cyan", label="gold prob")
             ok = [(e, p) for e, p, r in zip(epochs, probs, rows) if r.get("correct")]

@@ -55,8 +55,14 @@ class BaseScreen(Screen[None]):
         with self.catalog(do_sync) as con:
             return fn(con, *args)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The screen's own sub-title (Screen.SUB_TITLE, set before the header is composed): the header names the
+        # screen on top, and the one below again once it closes (an app-wide sub-title kept the closed one's).
+        super().__init_subclass__(**kwargs)
+        cls.SUB_TITLE = cls.TITLE_TEXT
+
     def on_mount(self) -> None:
-        self.app.sub_title = self.TITLE_TEXT
+        """Subclasses call this first (kept as the place for what every screen does on mount)."""
 
     painted_at = 0.0  # perf_counter() when the screen's latest data was on screen (bench/tui.py reads it)
 
@@ -70,8 +76,14 @@ class BaseScreen(Screen[None]):
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
-        else:
-            self.app.exit()
+        else:  # the bottom screen: `q` there quits, and one stray key must not end the session
+            from tui_app.screens.modal import ConfirmModal
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.app.exit()
+
+            self.app.push_screen(ConfirmModal("Quit dynascope? (running jobs go on)"), answered)
 
     def action_help(self) -> None:
         from tui_app.screens.help import HelpScreen

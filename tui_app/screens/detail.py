@@ -3,6 +3,7 @@ span highlighted), its per-epoch trajectory, and the user's tags and notes (stor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
@@ -44,9 +45,17 @@ class DetailLoaded(Message):
 class AnnotationSaved(Message):
     annotations: list[dict[str, Any]]
     what: str
+    example_id: str
+
+
+def shown_epoch(epoch: int) -> int:
+    """Epochs are stored from 0 (shards, events) and shown from 1, as the CLI prints them ("epoch 1 done")."""
+    return int(epoch) + 1
 
 
 def epoch_ranges(epochs: list[int]) -> str:
+    """Stored epochs as the 1-based ranges a user reads: [0, 1, 2, 4] -> "1-3,5"."""
+    epochs = [shown_epoch(e) for e in epochs]
     out, start, prev = [], None, None
     for e in sorted(epochs):
         if start is None:
@@ -110,7 +119,9 @@ def trajectory_table(rows: list[dict[str, Any]]) -> str:
         mark = "✓" if row.get("correct") else "✗"
         prob = row.get("gold_prob")
         line = (
-            f"epoch {row['epoch']}: gold p {prob:.3f} {mark}" if prob is not None else f"epoch {row['epoch']}"
+            f"epoch {shown_epoch(row['epoch'])}: gold p {prob:.3f} {mark}"
+            if prob is not None
+            else f"epoch {shown_epoch(row['epoch'])}"
         )
         if row.get("loss") is not None:
             line += f"  loss {row['loss']:.3f}"
@@ -129,6 +140,8 @@ def trajectory_table(rows: list[dict[str, Any]]) -> str:
 class DetailScreen(BaseScreen):
     TITLE_TEXT = "example"
     BINDINGS = [
+        Binding("j,n", "step(1)", "Next example", id="detail.next"),
+        Binding("k,p", "step(-1)", "Prev example", id="detail.previous"),
         Binding("t", "prompt('tag')", "Add tag", id="detail.tag"),
         Binding("a", "prompt('note')", "Add note", id="detail.note"),
     ]
@@ -138,13 +151,22 @@ class DetailScreen(BaseScreen):
     DetailScreen #legend { height: auto; padding: 0 1; }
     DetailScreen #traj-text { height: auto; padding: 0 1; color: $text-muted; }
     DetailScreen #notes { height: auto; padding: 1 1; }
-    DetailScreen #prompt { height: 1; border: none; padding: 0 1; display: none; dock: bottom; }
-    DetailScreen #prompt.-active { display: block; }
+    DetailScreen #prompt-box { height: auto; display: none; background: $boost; padding: 0 1; }
+    DetailScreen #prompt-box.-active { display: block; }
+    DetailScreen #prompt-label { height: 1; color: $text-muted; }
+    DetailScreen #prompt { height: 3; }
     """
 
-    def __init__(self, dataset: str, example_id: str, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        dataset: str,
+        example_id: str,
+        run_id: str | None = None,
+        neighbour: Callable[[str, int], str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.dataset, self.example_id, self.run_id = dataset, example_id, run_id
+        self.neighbour = neighbour  # the list it was opened from: the example `step` rows away
         self.detail: ExampleDetail | None = None
         self.prompt_kind: str | None = None
         self.body_text = Text()
@@ -158,7 +180,9 @@ class DetailScreen(BaseScreen):
             yield TrajectoryPlot(id="trajectory")
             yield Static("", id="traj-text")
             yield Static("", id="notes")
-        yield Input(id="prompt")
+        with Vertical(id="prompt-box"):  # above the footer, never under it: what is typed is seen
+            yield Static("", id="prompt-label")
+            yield Input(id="prompt")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -201,7 +225,7 @@ class DetailScreen(BaseScreen):
                 body.append(str(record["text_pair"]))
             preds = [(int(r["epoch"]), r.get("prediction")) for r in detail.trajectory]
             if preds:
-                legend.append("predicted: " + "  ".join(f"e{e}={p}" for e, p in preds))
+                legend.append("predicted: " + "  ".join(f"epoch {shown_epoch(e)}={p}" for e, p in preds))
         self.body_text = body
         self.query_one("#body", Static).update(body)
         self.query_one("#legend", Static).update(legend)
@@ -233,17 +257,34 @@ class DetailScreen(BaseScreen):
 
     # ---- annotations ---------------------------------------------------------------------------------
 
+    def action_step(self, step: int) -> None:
+        """The next (1) / previous (-1) example of the list this detail was opened from."""
+        if self.neighbour is None:
+            self.notify("opened outside a list: no next / previous example", timeout=3)
+            return
+        key = self.neighbour(self.example_id, step)
+        if key is None:
+            self.notify("the end of the list" if step > 0 else "the start of the list", timeout=2)
+            return
+        self.example_id = key
+        self.query_one("#head", Static).update(f"loading {key} ...")
+        self.query_one("#scroll", VerticalScroll).scroll_home(animate=False)
+        self.load()
+
     def action_prompt(self, kind: str) -> None:
         self.prompt_kind = kind
+        self.query_one("#prompt-label", Static).update(
+            f"{'tag' if kind == 'tag' else 'note'} for {self.example_id}: enter saves, escape cancels"
+        )
         prompt = self.query_one("#prompt", Input)
-        prompt.placeholder = "tag (enter saves, escape cancels)" if kind == "tag" else "note (enter saves)"
+        prompt.placeholder = "e.g. label-noise" if kind == "tag" else "a note"
         prompt.value = ""
-        prompt.add_class("-active")
+        self.query_one("#prompt-box").add_class("-active")
         prompt.focus()
 
     def close_prompt(self) -> None:
         self.prompt_kind = None
-        self.query_one("#prompt", Input).remove_class("-active")
+        self.query_one("#prompt-box").remove_class("-active")
         self.query_one("#scroll").focus()
 
     def action_back(self) -> None:
@@ -258,21 +299,22 @@ class DetailScreen(BaseScreen):
         value = event.value.strip()
         self.close_prompt()
         if kind and value:
-            self.save(kind, value)
+            self.save(kind, value, self.example_id)
 
     @work(thread=True, exclusive=False, group="annotate", exit_on_error=False)
-    def save(self, kind: str, value: str) -> None:
+    def save(self, kind: str, value: str, example_id: str) -> None:
         with self.catalog(write=True) as con:
             add_annotation(
                 con,
                 self.dataset,
-                self.example_id,
+                example_id,
                 tag=value if kind == "tag" else None,
                 note=value if kind == "note" else None,
             )
-            annotations = get_annotations(con, self.dataset, self.example_id)
-        self.post_message(AnnotationSaved(annotations, f"{kind} saved: {value}"))
+            annotations = get_annotations(con, self.dataset, example_id)
+        self.post_message(AnnotationSaved(annotations, f"{kind} saved on {example_id}: {value}", example_id))
 
     def on_annotation_saved(self, message: AnnotationSaved) -> None:
-        self.show_annotations(message.annotations)
+        if message.example_id == self.example_id:  # not an example stepped away from meanwhile
+            self.show_annotations(message.annotations)
         self.notify(message.what, timeout=3)

@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
 
 from engine.analysis.bounds import fitted_map_bounds
 from engine.analysis.datasets import list_datasets
@@ -24,7 +26,27 @@ from tui_app.page_table import Column, PageTable
 from tui_app.screens.base import BaseScreen
 
 PAGE_SIZE = 50  # rows a page (one LIMIT/OFFSET query)
-TEXT_W = 48
+TEXT_W = 48  # the text column before the screen has a size
+MIN_TEXT_W = 12
+COLUMN_MAX_W = {
+    "example_id": 26,
+    "text": 0,
+}  # the widest a column gets (others: DEFAULT_MAX_W); 0: the free width
+DEFAULT_MAX_W = 12
+NARROW_DROP = ("row_idx",)  # left out, in this order, when the screen is too narrow for every column
+KEY_HINTS = (
+    "n/p page",
+    "s sort",
+    "d dir",
+    "/ search",
+    "w where",
+    "g region",
+    "b label",
+    "f range",
+    "t tag",
+    "x clear",
+)
+SORT_MARKS = {False: "▲", True: "▼"}  # ascending, descending
 RANGE_RE = re.compile(r"^\s*(\w+)\s*(?:=|\s)\s*(-?[\d.eE+-]*)\s*\.\.\s*(-?[\d.eE+-]*)\s*$")
 
 PROMPTS = {
@@ -120,11 +142,14 @@ class ExamplesScreen(BaseScreen):
         Binding("f", "prompt('range')", "Range", id="examples.range", show=False),
         Binding("t", "prompt('tag')", "Tag", id="examples.tag", show=False),
         Binding("x", "clear", "Clear filters", id="examples.clear", show=False),
+        Binding("r", "retry", "Retry", id="examples.retry", show=False),
     ]
     DEFAULT_CSS = """
     ExamplesScreen #url { height: 1; padding: 0 1; background: $boost; }
     ExamplesScreen #mix { height: auto; max-height: 2; padding: 0 1; color: $text-muted; display: none; }
-    ExamplesScreen #prompt-label { height: 1; padding: 0 1; color: $text-muted; display: none; }
+    ExamplesScreen #prompt-label { height: auto; max-height: 3; padding: 0 1; color: $text-muted; display: none; }
+    ExamplesScreen #prompt-label.-error { color: $error; }
+    ExamplesScreen #load-error { height: auto; padding: 1 1; color: $error; display: none; }
     ExamplesScreen #prompt { height: 1; border: none; padding: 0 1; display: none; }
     ExamplesScreen #prompt.-active, ExamplesScreen #prompt-label.-active { display: block; }
     ExamplesScreen PageTable { height: 1fr; }
@@ -147,6 +172,10 @@ class ExamplesScreen(BaseScreen):
         self.prefetched: dict[int, PagePrefetched] = {}  # neighbours of the current page, for self.filter
         self.shown: PagePrefetched | None = None  # the page on screen, kept as a neighbour when paging away
         self.text_width = TEXT_W
+        self.pending_prompt = (
+            False  # a submitted filter prompt stays open until its page loads (or says why not)
+        )
+        self.failed: tuple[ExampleFilter | None, int, bool] | None = None  # the load that `r` retries
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -154,6 +183,7 @@ class ExamplesScreen(BaseScreen):
         yield Static("", id="mix")
         yield Static("", id="prompt-label")
         yield Input(id="prompt")
+        yield Static("", id="load-error", markup=False)
         yield PageTable(id="examples")
         yield Static("", id="page-status")
         yield Footer()
@@ -161,6 +191,7 @@ class ExamplesScreen(BaseScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(PageTable).focus()
+        self.failed = (self.filter, 0, True)
         self.load(self.filter, 0, True)
 
     # ---- loading --------------------------------------------------------------------------------------
@@ -253,46 +284,126 @@ class ExamplesScreen(BaseScreen):
         self.shown = PagePrefetched(message.filter, message.page, message.columns, message.rows)
         if message.total is not None:
             self.total = message.total
-        table = self.query_one(PageTable)
-        layout = table.columns  # paging keeps the columns and their widths
-        if message.columns != self.columns or not layout:
-            layout = self.column_layout(message.columns, message.rows)
-            self.columns = message.columns
-        table.set_page(
-            layout,
-            [
-                (str(row[0]), [cell(v, c, self.text_width) for v, c in zip(row, message.columns)])
-                for row in message.rows
-            ],
-        )
+        self.columns = message.columns
+        self.show_rows()
+        self.show_failure(None)
+        if self.pending_prompt and message.total is not None:
+            self.pending_prompt = False
+            self.close_prompt()
         self.update_header()
         self.prefetched = {p: m for p, m in self.prefetched.items() if abs(p - self.page) <= 1}
         self.call_after_refresh(self.mark_painted)
 
+    def show_rows(self, keep_cursor: bool = False) -> None:
+        """Lay out the page on screen for the screen's width now (each page and each resize)."""
+        if self.shown is None:
+            return
+        table = self.query_one(PageTable)
+        cursor = table.cursor_row
+        layout = self.column_layout(self.shown.columns, self.shown.rows)
+        where = {name: index for index, name in enumerate(self.shown.columns)}
+        self.columns = [c.key for c in layout]  # as on screen (a narrow screen drops or moves some)
+        table.set_page(
+            layout,
+            [
+                (str(row[0]), [cell(row[where[c.key]], c.key, self.text_width) for c in layout])
+                for row in self.shown.rows
+            ],
+        )
+        if keep_cursor:
+            table.move_cursor(cursor)
+
+    def sorted_column(self) -> str | None:
+        """The column on screen that the rows are sorted by (`label` sorts the label_name column)."""
+        if self.filter is None or self.shown is None:
+            return None
+        columns = self.shown.columns
+        sort = self.filter.sort_column()
+        if sort not in columns and sort == "label" and "label_name" in columns:
+            return "label_name"
+        return sort if sort in columns else None
+
     def column_layout(self, columns: list[str], rows: list[tuple[Any, ...]]) -> list[Column]:
-        """Fixed column widths from the page (the text column takes what is left of the screen's width)."""
+        """Column widths from this page's values (each capped), the sort column's header marked ▲/▼, and the text
+        column taking the rest of the screen's width. On a narrow screen the most important columns stay in view:
+        the row number goes first (the id names the example), then the text moves to the end (it scrolls)."""
+        marked = self.sorted_column()
+        labels = {}
+        for name in columns:
+            label = HEADERS.get(name, name)
+            if name == marked and self.filter is not None:
+                label += SORT_MARKS[self.filter.descending]
+            labels[name] = label
         widths = {}
         for index, name in enumerate(columns):
             if name == "text":
                 continue
-            longest = max([len(cell(r[index], name)) for r in rows] + [len(HEADERS.get(name, name))])
-            widths[name] = min(longest, 26 if name == "example_id" else 12)
-        used = sum(w + 2 for w in widths.values()) + 2
-        self.text_width = max(20, min(TEXT_W, self.size.width - used - 2))
-        return [Column(n, HEADERS.get(n, n), self.text_width if n == "text" else widths[n]) for n in columns]
+            longest = max([len(cell(r[index], name)) for r in rows] + [len(labels[name])])
+            widths[name] = min(longest, max(COLUMN_MAX_W.get(name, DEFAULT_MAX_W), len(labels[name])))
+        width = (self.size.width or self.app.size.width) - 2  # the table's vertical scrollbar
+        order = list(columns)
+        for drop in NARROW_DROP:
+            if sum(widths[n] + 2 for n in order if n in widths) + MIN_TEXT_W + 2 <= width:
+                break
+            if drop in order:
+                order.remove(drop)
+        used = sum(widths[n] + 2 for n in order if n in widths) + 2
+        self.text_width = max(MIN_TEXT_W, width - used)
+        if used + self.text_width > width and "text" in order:
+            order.remove("text")
+            order.append("text")
+        return [Column(n, labels[n], self.text_width if n == "text" else widths[n]) for n in order]
+
+    def on_resize(self) -> None:
+        self.show_rows(keep_cursor=True)
+        if self.filter is not None and self.shown is not None:
+            self.update_header()
 
     def update_header(self) -> None:
         assert self.filter is not None
         self.query_one("#url", Static).update(self.filter.url(self.page))
         total = self.total or 0
         pages = max(1, -(-total // PAGE_SIZE))
-        self.query_one("#page-status", Static).update(
-            f"{total:,} rows · page {self.page + 1}/{pages} · {f'{self.last_ms:.0f} ms' if self.last_ms else 'read ahead'} · "
-            "n/p page  s sort  d dir  g region  / search  w where  b label  f range  t tag  x clear"
+        status = f"{total:,} rows · page {self.page + 1}/{pages} · " + (
+            f"{self.last_ms:.0f} ms" if self.last_ms else "read ahead"
         )
+        room = (self.size.width or self.app.size.width) - 2 - len(status) - len(" · ? all keys")
+        hints: list[str] = []
+        for hint in KEY_HINTS:  # as many as the width holds, the most used first
+            if sum(len(h) + 2 for h in hints) + len(hint) + 2 > room:
+                break
+            hints.append(hint)
+        self.query_one("#page-status", Static).update(" · ".join([status, "  ".join([*hints, "? all keys"])]))
 
     def apply(self, flt: ExampleFilter) -> None:
+        self.failed = (flt, 0, True)  # what `r` retries should this load fail
         self.load(flt, 0, True)
+
+    # ---- a load that failed: said in place, `r` retries ----------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "examples" and event.state == WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) or type(error).__name__
+            if self.pending_prompt and self.prompt_kind is not None:
+                self.pending_prompt = False
+                self.prompt_error(text)
+            else:
+                self.show_failure(text)
+        super().on_worker_state_changed(event)
+
+    def show_failure(self, text: str | None) -> None:
+        widget = self.query_one("#load-error", Static)
+        widget.display = text is not None
+        if text is not None:
+            widget.update(f"could not load the examples: {text}\n\nr retries, q goes back")
+            self.query_one("#page-status", Static).update("not loaded · r retry")
+
+    def action_retry(self) -> None:
+        if self.failed is not None:
+            flt, page, count = self.failed
+            self.query_one("#load-error", Static).update("loading again ...")
+            self.load(flt, page, count)
 
     # ---- keys -----------------------------------------------------------------------------------------
 
@@ -307,6 +418,7 @@ class ExamplesScreen(BaseScreen):
             self.prefetched[self.page] = self.shown  # the page we leave is a neighbour of the next one
         ahead = self.prefetched.pop(page, None)
         if ahead is None:
+            self.failed = (self.filter, page, False)
             self.load(self.filter, page, False, frozenset(self.prefetched))
             return
         self.on_page_loaded(
@@ -350,6 +462,7 @@ class ExamplesScreen(BaseScreen):
         self.prompt_kind = kind
         label = self.query_one("#prompt-label", Static)
         label.update(PROMPTS[kind] + "  (enter apply, escape cancel)")
+        label.remove_class("-error")
         prompt = self.query_one("#prompt", Input)
         current = {
             "search": self.filter.search,
@@ -366,9 +479,17 @@ class ExamplesScreen(BaseScreen):
         prompt.add_class("-active")
         prompt.focus()
 
+    def prompt_error(self, text: str) -> None:
+        """Why the filter in the prompt was rejected, in place of the prompt's hint; the input keeps the text."""
+        label = self.query_one("#prompt-label", Static)
+        label.update(Text(f"{text}  (fix it and press enter, escape cancels)"))
+        label.add_class("-error")
+        self.query_one("#prompt", Input).focus()
+
     def close_prompt(self) -> None:
         self.prompt_kind = None
-        self.query_one("#prompt-label", Static).remove_class("-active")
+        self.pending_prompt = False
+        self.query_one("#prompt-label", Static).remove_class("-active", "-error")
         self.query_one("#prompt", Input).remove_class("-active")
         self.query_one(PageTable).focus()
 
@@ -396,9 +517,9 @@ class ExamplesScreen(BaseScreen):
                     kept = tuple(r for r in flt.ranges if r[0] != metric)
                     flt = replace(flt, ranges=(*kept, (metric, lo, hi)))
         except ValueError as exc:
-            self.notify(str(exc), severity="error", timeout=5)
+            self.prompt_error(str(exc))
             return
-        self.close_prompt()
+        self.pending_prompt = True  # closed when the page loads; a rejected filter stays in the input
         self.apply(flt)
 
     def action_back(self) -> None:
@@ -410,7 +531,27 @@ class ExamplesScreen(BaseScreen):
     def action_open(self) -> None:
         key = self.query_one(PageTable).cursor_key
         if self.filter is not None and key is not None:
-            self.app.open_detail(self.filter.dataset, key, self.filter.run_id)  # type: ignore[attr-defined]
+            self.app.open_detail(  # type: ignore[attr-defined]
+                self.filter.dataset, key, self.filter.run_id, neighbour=self.neighbour
+            )
+
+    def neighbour(self, example_id: str, step: int) -> str | None:
+        """The example `step` rows from `example_id` in this list (the detail's next / previous), moving the
+        cursor there so that going back lands on it; across a page edge through the page read ahead. None at
+        either end of the list, or while the next page is still being read."""
+        table = self.query_one(PageTable)
+        if example_id not in table.keys:
+            return None
+        index = table.keys.index(example_id) + step
+        if 0 <= index < len(table.keys):
+            table.move_cursor(index)
+            return table.keys[index]
+        page = self.page + (1 if step > 0 else -1)
+        if page not in self.prefetched:
+            return None
+        self.action_page(1 if step > 0 else -1)
+        table.action_cursor_to(0 if step > 0 else -1)
+        return table.cursor_key
 
     def on_page_table_row_selected(self, event: PageTable.RowSelected) -> None:
         event.stop()

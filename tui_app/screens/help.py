@@ -16,17 +16,27 @@ from tui_app.widgets import fill_table
 
 
 def screen_keys(screen: Screen[Any]) -> list[tuple[str, str, str]]:
-    """(key, description, binding id) of every binding active on the screen, the app's included."""
-    grouped: dict[tuple[str, str], list[str]] = {}
+    """(key, description, binding id) of every binding active on the screen, the app's included: the screen's own
+    keys first, then those of the focused widget, then the keys every screen shares (back, help, quit)."""
+    # the screen's own: declared by its class itself, not inherited from the base every screen shares
+    own_ids = {b.id for b in type(screen).__dict__.get("BINDINGS", []) if isinstance(b, Binding)}
+    grouped: dict[tuple[str, str], tuple[int, list[str]]] = {}
     for active in screen.active_bindings.values():
         binding = active.binding
         if not binding.description or binding.system:
             continue
+        if active.node is screen and binding.id in own_ids:
+            rank = 0
+        elif active.node is screen or active.node is screen.app:
+            rank = 2
+        else:
+            rank = 1  # the focused widget's
         label = screen.app.get_key_display(binding)
-        keys = grouped.setdefault((binding.description, binding.id or ""), [])
+        _, keys = grouped.setdefault((binding.description, binding.id or ""), (rank, []))
         if label not in keys:
             keys.append(label)
-    return [(" ".join(keys), description, ident) for (description, ident), keys in grouped.items()]
+    ordered = sorted(grouped.items(), key=lambda item: item[1][0])  # stable: each group keeps its own order
+    return [(" ".join(keys), description, ident) for (description, ident), (_, keys) in ordered]
 
 
 class HelpScreen(BaseModal[None]):

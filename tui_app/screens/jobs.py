@@ -366,7 +366,8 @@ class JobsScreen(BaseScreen):
                         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in (event.get("metrics") or {}).items()
                     )
-                    new_logs.append(f"epoch {event.get('epoch')} done: {metrics}")
+                    # events count epochs from 0; shown from 1, as the CLI prints "epoch 1 done"
+                    new_logs.append(f"epoch {int(event.get('epoch') or 0) + 1} done: {metrics}")
         self.post_message(JobsPolled(jobs, run_id, state, new_logs[-200:]))
 
     def on_jobs_polled(self, message: JobsPolled) -> None:
