@@ -1,0 +1,403 @@
+"""Issue 12's items, driven through Pilot on a workspace built by the real CLI (tests/real_run_fixtures.py): a real
+SST-2 slice imported with `dynascope import`, two tiny real MiniLM runs trained with `dynascope train` (seeds 1 and
+2). The values the app shows are checked against what the runs recorded (the catalog, the dynamics shards), not
+against numbers a fixture chose."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from storage.artifacts import shard_scan_sql
+from storage.catalog import open_catalog
+from tests.tui_helpers import make_app, screen_text, settle, wait_until
+from tui_app.page_table import PageTable
+from tui_app.screens.cases import CasesScreen
+from tui_app.screens.compare import CompareScreen
+from tui_app.screens.datamap import DataMapScreen
+from tui_app.screens.detail import DetailScreen
+from tui_app.screens.examples import PAGE_SIZE, ExamplesScreen
+from tui_app.screens.help import HelpScreen
+from tui_app.screens.home import HomeScreen
+from tui_app.screens.jobs import JobsScreen
+from tui_app.screens.modal import ConfirmModal
+from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
+
+pytest_plugins = ["tests.real_run_fixtures"]  # the real_ws fixture
+
+
+def catalog_rows(ws, sql: str, params: list | None = None) -> list[tuple]:  # noqa: ANN001
+    with open_catalog(ws) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def column_width(table: PageTable, key: str) -> int:
+    return next(c.width for c in table.columns if c.key == key)
+
+
+def column_values(table: PageTable, key: str) -> list[str]:
+    index = [c.key for c in table.columns].index(key)
+    return [table.get_row_at(r)[index] for r in range(table.row_count)]
+
+
+def header_text(app) -> str:  # noqa: ANN001
+    return screen_text(app).splitlines()[0]
+
+
+# ---- item 4: examples -------------------------------------------------------------------------------------
+
+
+async def test_examples_of_a_real_run_widths_sort_and_resize(real_ws):  # noqa: ANN001
+    ws, runs = real_ws
+    recorded = dict(
+        catalog_rows(ws, "SELECT example_id, confidence FROM example_metrics WHERE run_id = ?", [runs.run_a])
+    )
+    assert len(recorded) == runs.n_train
+    app = make_app(ws)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(app, pilot)
+        app.open_examples(run_id=runs.run_a)
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, ExamplesScreen) and screen.total == runs.n_train
+        table = screen.query_one(PageTable)
+        # the text column takes the free width at 160 columns (not the fixed 48)
+        others = sum(c.width + 2 for c in table.columns if c.key != "text")
+        assert column_width(table, "text") == 160 - others - 4 > 48
+        # every page lays out its own ids: two digits on page 1, three on page 3 (ids 100..109), never cut
+        widths = []
+        for page in range(3):
+            ids = column_values(table, "example_id")
+            assert ids == table.keys and all("…" not in i for i in ids)
+            assert len(ids) == min(PAGE_SIZE, runs.n_train - page * PAGE_SIZE)
+            widths.append(column_width(table, "example_id"))
+            # the values on screen are the run's recorded confidences
+            assert column_values(table, "confidence") == [f"{recorded[i]:.3f}" for i in ids]
+            await pilot.press("n")
+            await settle(app, pilot)
+        assert widths == [2, 2, 3]
+        await pilot.press("p", "p")
+        await settle(app, pilot)
+        assert screen.page == 0 and column_width(table, "example_id") == 2
+
+        # sorted by confidence: the column is marked with its direction and the rows follow the recorded values
+        await pilot.press("s", "s")  # row -> label -> confidence
+        await settle(app, pilot)
+        assert screen.sorted_column() == "confidence"
+        assert [c.key for c in table.columns if c.label.endswith("▲")] == ["confidence"]
+        shown = [float(v) for v in column_values(table, "confidence")]
+        assert shown == sorted(shown) and shown[0] == pytest.approx(min(recorded.values()), abs=5e-4)
+        await pilot.press("d")
+        await settle(app, pilot)
+        assert [c.key for c in table.columns if c.label.endswith("▼")] == ["confidence"]
+        assert not [c for c in table.columns if c.label.endswith("▲")]
+        assert table.keys[0] == max(recorded, key=recorded.get)
+
+        # a resize lays the page out again for the new width, the cursor kept
+        await pilot.press("down", "down", "down")
+        await pilot.resize_terminal(90, 30)
+        await settle(app, pilot)
+        others = sum(c.width + 2 for c in table.columns if c.key != "text")
+        assert column_width(table, "text") == max(12, 90 - others - 4) < 48
+        assert table.cursor_row == 3
+        assert all(len(line) <= 90 for line in screen_text(app).splitlines())
+        assert not app.errors
+
+
+async def test_a_rejected_where_stays_then_a_real_one_counts_as_the_catalog(real_ws):  # noqa: ANN001
+    ws, runs = real_ws
+    (median,) = catalog_rows(
+        ws, "SELECT round(median(confidence), 4) FROM example_metrics WHERE run_id = ?", [runs.run_a]
+    )[0]
+    where = f"confidence < {median}"
+    (expected,) = catalog_rows(
+        ws, f"SELECT count(*) FROM example_metrics WHERE run_id = ? AND {where}", [runs.run_a]
+    )[0]
+    assert 0 < expected < runs.n_train
+    app = make_app(ws)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        app.open_examples(run_id=runs.run_a)
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("w", *"no_such_column > 1", "enter")
+        await settle(app, pilot)
+        prompt = screen.query_one("#prompt", Input)
+        label = screen.query_one("#prompt-label", Static)
+        assert prompt.has_class("-active") and prompt.value == "no_such_column > 1"
+        assert label.has_class("-error") and "no_such_column" in str(label.render())
+        assert screen.total == runs.n_train and screen.filter.where is None  # nothing changed
+        prompt.value = where
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not prompt.has_class("-active") and not label.has_class("-error")
+        assert screen.filter.where == where and screen.total == expected
+        assert all(float(v) < median + 5e-4 for v in column_values(screen.query_one(PageTable), "confidence"))
+        assert f"{expected} rows" in screen_text(app)
+
+
+# ---- item 4: detail ---------------------------------------------------------------------------------------
+
+
+async def test_detail_of_a_real_run_steps_tags_and_counts_epochs_from_one(real_ws):  # noqa: ANN001
+    ws, runs = real_ws
+    shards = duckdb.sql(
+        f"SELECT example_id, epoch, gold_prob FROM {shard_scan_sql(ws.run_dir(runs.run_a))}"
+    ).fetchall()
+    gold = {(e, epoch): p for e, epoch, p in shards}
+    assert {epoch for _, epoch in gold} == set(range(runs.epochs))  # the shards count epochs from 0
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_examples(run_id=runs.run_a)
+        await settle(app, pilot)
+        examples = app.screen
+        table = examples.query_one(PageTable)
+        first_page = list(table.keys)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        detail = app.screen
+        assert isinstance(detail, DetailScreen) and detail.example_id == first_page[0]
+        await pilot.press("j", "j")
+        await settle(app, pilot)
+        assert detail.example_id == first_page[2] and detail.detail.example_id == first_page[2]
+        await pilot.press("k")
+        await settle(app, pilot)
+        assert detail.example_id == first_page[1]
+
+        # the trajectory reads epoch 1..2, each the gold probability the run recorded for its epoch 0..1
+        lines = str(detail.query_one("#traj-text", Static).render()).splitlines()
+        assert len(lines) == runs.epochs
+        for shown, line in enumerate(lines, start=1):
+            assert line.startswith(f"epoch {shown}: gold p {gold[(first_page[1], shown - 1)]:.3f}"), line
+        assert "epoch 0" not in screen_text(app)
+
+        # the tag prompt shows above the footer and what is typed shows; the tag lands in the catalog
+        await pilot.press("t")
+        await settle(app, pilot)
+        box = detail.query_one("#prompt-box")
+        assert box.display and box.region.height >= 3
+        assert box.region.bottom <= app.screen.query_one("Footer").region.y
+        await pilot.press(*"real-noise")
+        await settle(app, pilot)
+        assert "real-noise" in screen_text(app)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not box.display and "real-noise" in str(detail.query_one("#notes", Static).render())
+        await pilot.press("a", *"two seeds disagree", "enter")
+        await settle(app, pilot)
+        assert "two seeds disagree" in str(detail.query_one("#notes", Static).render())
+
+        # across the page edge: the last of page 1, then `j` brings the first of page 2
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen is examples and table.cursor_key == first_page[1]
+        await pilot.press("end", "enter")
+        await settle(app, pilot)
+        await pilot.press("j")
+        await settle(app, pilot)
+        assert examples.page == 1 and app.screen.example_id == table.keys[0] == str(PAGE_SIZE)
+        assert not app.errors
+    assert catalog_rows(ws, "SELECT example_id, tag FROM annotations WHERE tag IS NOT NULL") == [
+        (first_page[1], "real-noise")
+    ]
+
+
+# ---- item 7: SQL console ----------------------------------------------------------------------------------
+
+
+async def run_sql(app, pilot, sql: str | None = None) -> None:  # noqa: ANN001
+    editor = app.screen.query_one(SqlEditor)
+    if sql is not None:
+        editor.text = sql
+    editor.focus()
+    await pilot.press("f5")
+    await wait_until(app, pilot, lambda: not app.screen.running, timeout=30)
+    await settle(app, pilot)
+
+
+async def test_sql_console_over_the_real_runs(real_ws):  # noqa: ANN001
+    ws, runs = real_ws
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_sql()
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, SqlScreen)
+        editor = screen.query_one(SqlEditor)
+        status = screen.query_one("#sql-status", Static)
+        error = screen.query_one("#sql-error", Static)
+        # typed over three lines: examples both runs recorded, per run
+        await pilot.press(
+            *"SELECT run_id, count(*) AS n, round(avg(confidence), 6) AS mean_conf",
+            "enter",
+            *"FROM example_metrics",
+            "enter",
+            *"GROUP BY run_id ORDER BY run_id",
+        )
+        assert editor.document.line_count == 3
+        await run_sql(app, pilot)
+        assert "2 row(s)" in str(status.render()) and not error.display
+        table = screen.query_one(DataTable)
+        expected = catalog_rows(
+            ws,
+            "SELECT run_id, count(*), round(avg(confidence), 6) FROM example_metrics GROUP BY run_id ORDER BY run_id",
+        )
+        assert [r[1] for r in expected] == [runs.n_train, runs.n_train]
+        shown = [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
+        assert [(run, int(n)) for run, n, _ in shown] == [(run, n) for run, n, _ in expected]
+        assert [float(mean) for *_, mean in shown] == pytest.approx([mean for *_, mean in expected], abs=5e-5)
+
+        # an error is said in place; the status does not stay `running ...`; the next query clears it
+        await run_sql(app, pilot, "SELECT gold_prob FROM example_metrics")
+        assert error.display and "gold_prob" in str(error.render())
+        assert "running" not in str(status.render()) and "error" in str(status.render())
+        await run_sql(app, pilot, f"SELECT example_id FROM example_metrics WHERE run_id = '{runs.run_b}'")
+        assert not error.display and f"{runs.n_train} row(s)" in str(status.render())
+
+        # history walks back through the three queries and forward to the draft
+        editor.text = "SELECT 42"
+        editor.focus()
+        editor.move_cursor((0, 0))
+        await pilot.press("up")
+        assert editor.text.endswith(f"'{runs.run_b}'")
+        await pilot.press("up")
+        assert editor.text == "SELECT gold_prob FROM example_metrics"
+        editor.move_cursor((0, 0))
+        await pilot.press("up")
+        assert editor.text.startswith("SELECT run_id, count(*)") and editor.document.line_count == 3
+        editor.move_cursor((editor.document.line_count - 1, 0))
+        await pilot.press("down", "down", "down")
+        assert editor.text == "SELECT 42"
+
+        # the longest real sentence, cut in the table, read whole in the cell viewer
+        (longest,) = catalog_rows(
+            ws,
+            "SELECT text FROM examples WHERE dataset = ? ORDER BY length(text) DESC, row_idx LIMIT 1",
+            [runs.dataset],
+        )[0]
+        assert len(longest) > 80
+        await run_sql(
+            app,
+            pilot,
+            f"SELECT example_id, text FROM examples WHERE dataset = '{runs.dataset}' "
+            "ORDER BY length(text) DESC, row_idx LIMIT 3",
+        )
+        assert app.screen.focused is screen.query_one(DataTable)
+        await pilot.press("right", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, CellModal) and app.screen.query_one("#cell-value").text == longest
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen is screen
+
+        # the per-example metrics of a run saved whole, CSV then Parquet, equal to the catalog's
+        query = (
+            "SELECT example_id, confidence, variability, correctness FROM example_metrics "
+            f"WHERE run_id = '{runs.run_a}' ORDER BY example_id"
+        )
+        expected = catalog_rows(ws, query)
+        await run_sql(app, pilot, query)
+        for name in ("metrics.csv", "metrics.parquet"):
+            await pilot.press("ctrl+s")
+            await settle(app, pilot)
+            path_input = screen.query_one("#save-path", Input)
+            assert "/exports/sql-" in path_input.value
+            path_input.value = f"exports/{name}"
+            await pilot.press("enter")
+            assert await wait_until(app, pilot, lambda n=name: n in str(status.render()), timeout=30), str(
+                error.render()
+            )
+        saved_csv = pacsv.read_csv(
+            ws.root / "exports" / "metrics.csv",
+            convert_options=pacsv.ConvertOptions(column_types={"example_id": pa.string()}),
+        ).to_pylist()
+        saved_parquet = pq.read_table(ws.root / "exports" / "metrics.parquet").to_pylist()
+        assert len(expected) == runs.n_train
+        assert [tuple(r.values()) for r in saved_parquet] == expected
+        assert [r["example_id"] for r in saved_csv] == [r[0] for r in expected]
+        assert [r["confidence"] for r in saved_csv] == pytest.approx([r[1] for r in expected], abs=1e-12)
+    assert [m for m in app.errors if "gold_prob" not in m] == []
+
+
+# ---- item 8: 80x24, help, header, quit --------------------------------------------------------------------
+
+
+def fits(app, size: tuple[int, int]) -> bool:  # noqa: ANN001
+    lines = screen_text(app).splitlines()
+    return len(lines) == size[1] and all(len(line) <= size[0] for line in lines)
+
+
+async def test_every_screen_of_the_real_workspace_at_80x24(real_ws):  # noqa: ANN001
+    ws, runs = real_ws
+    size = (80, 24)
+    app = make_app(ws)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.screen, HomeScreen) and "home" in header_text(app) and fits(app, size)
+        text = screen_text(app)
+        for run_id in (runs.run_a, runs.run_b):  # the runs table keeps each run's status in view
+            line = next(line for line in text.splitlines() if run_id in line)
+            assert " done " in line and "2/2" in line
+        for key, screen_type, title, needle in (
+            ("m", DataMapScreen, "data map", f"({runs.n_train} examples)"),
+            ("e", ExamplesScreen, "examples", f"{runs.n_train} rows · page 1/3"),
+            ("c", CasesScreen, "case studies", "ambiguous"),
+            ("v", CompareScreen, "compare", runs.held),
+            ("j", JobsScreen, "jobs", runs.run_a[:12]),
+            ("s", SqlScreen, "SQL", "f5"),
+        ):
+            await pilot.press(key)
+            await settle(app, pilot)
+            assert isinstance(app.screen, screen_type), (key, app.screen)
+            assert title.lower() in header_text(app).lower() and needle in screen_text(app), screen_text(app)
+            assert fits(app, size), screen_text(app)
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert isinstance(app.screen, HomeScreen) and "home" in header_text(app)
+        assert not app.errors
+
+
+async def test_help_header_and_quit_on_the_real_workspace(real_ws):  # noqa: ANN001
+    ws, runs = real_ws
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_map(runs.run_b)
+        await settle(app, pilot)
+        assert "data map" in header_text(app)
+        await pilot.press("question_mark")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HelpScreen)  # a modal over the map: the map's header stays
+        ids = [row[2] for row in app.screen.rows]
+        own = [i for i in ids if i.startswith("datamap.")]
+        assert len(own) >= 5 and ids[: len(own)] == own and ids.index("nav.back") > len(own) - 1
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("enter")  # the selected region's examples, then one of them
+        await settle(app, pilot)
+        assert isinstance(app.screen, ExamplesScreen) and "examples" in header_text(app)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, DetailScreen) and header_text(app).rstrip().endswith("— example")
+        for screen_type, title in (
+            (ExamplesScreen, "examples"),
+            (DataMapScreen, "data map"),
+            (HomeScreen, "home"),
+        ):
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert isinstance(app.screen, screen_type) and title in header_text(app), header_text(app)
+        await pilot.press("q")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmModal) and "Quit dynascope?" in screen_text(app)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HomeScreen) and app.return_code is None
+        await pilot.press("q", "y")
+        assert await wait_until(app, pilot, lambda: app.return_code == 0, timeout=10)
