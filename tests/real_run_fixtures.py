@@ -94,13 +94,13 @@ def link_weights_copy_rest(src: str, dst: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_runs_template(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> RealRuns:
+def trained_runs_template(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> RealRuns:
     return build_real_workspace(tmp_path_factory.mktemp("real-runs"), data_dir)
 
 
 @pytest.fixture
-def real_ws(real_runs_template: RealRuns, tmp_path: Path) -> tuple[Workspace, RealRuns]:
+def trained_ws(trained_runs_template: RealRuns, tmp_path: Path) -> tuple[Workspace, RealRuns]:
     """A private copy of the real workspace (the trained weights hard-linked: nothing rewrites them in place)."""
     root = tmp_path / "ws"
-    shutil.copytree(real_runs_template.root, root, copy_function=link_weights_copy_rest)
-    return Workspace(root), real_runs_template
+    shutil.copytree(trained_runs_template.root, root, copy_function=link_weights_copy_rest)
+    return Workspace(root), trained_runs_template

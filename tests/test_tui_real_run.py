@@ -27,7 +27,7 @@ from tui_app.screens.jobs import JobsScreen
 from tui_app.screens.modal import ConfirmModal
 from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
 
-pytest_plugins = ["tests.real_run_fixtures"]  # the real_ws fixture
+pytest_plugins = ["tests.real_run_fixtures"]  # the trained_ws fixture
 
 
 def catalog_rows(ws, sql: str, params: list | None = None) -> list[tuple]:  # noqa: ANN001
@@ -51,8 +51,8 @@ def header_text(app) -> str:  # noqa: ANN001
 # ---- item 4: examples -------------------------------------------------------------------------------------
 
 
-async def test_examples_of_a_real_run_widths_sort_and_resize(real_ws):  # noqa: ANN001
-    ws, runs = real_ws
+async def test_examples_of_a_real_run_widths_sort_and_resize(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
     recorded = dict(
         catalog_rows(ws, "SELECT example_id, confidence FROM example_metrics WHERE run_id = ?", [runs.run_a])
     )
@@ -108,8 +108,8 @@ async def test_examples_of_a_real_run_widths_sort_and_resize(real_ws):  # noqa: 
         assert not app.errors
 
 
-async def test_a_rejected_where_stays_then_a_real_one_counts_as_the_catalog(real_ws):  # noqa: ANN001
-    ws, runs = real_ws
+async def test_a_rejected_where_stays_then_a_real_one_counts_as_the_catalog(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
     (median,) = catalog_rows(
         ws, "SELECT round(median(confidence), 4) FROM example_metrics WHERE run_id = ?", [runs.run_a]
     )[0]
@@ -143,8 +143,8 @@ async def test_a_rejected_where_stays_then_a_real_one_counts_as_the_catalog(real
 # ---- item 4: detail ---------------------------------------------------------------------------------------
 
 
-async def test_detail_of_a_real_run_steps_tags_and_counts_epochs_from_one(real_ws):  # noqa: ANN001
-    ws, runs = real_ws
+async def test_detail_of_a_real_run_steps_tags_and_counts_epochs_from_one(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
     shards = duckdb.sql(
         f"SELECT example_id, epoch, gold_prob FROM {shard_scan_sql(ws.run_dir(runs.run_a))}"
     ).fetchall()
@@ -220,8 +220,8 @@ async def run_sql(app, pilot, sql: str | None = None) -> None:  # noqa: ANN001
     await settle(app, pilot)
 
 
-async def test_sql_console_over_the_real_runs(real_ws):  # noqa: ANN001
-    ws, runs = real_ws
+async def test_sql_console_over_the_real_runs(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -333,8 +333,8 @@ def fits(app, size: tuple[int, int]) -> bool:  # noqa: ANN001
     return len(lines) == size[1] and all(len(line) <= size[0] for line in lines)
 
 
-async def test_every_screen_of_the_real_workspace_at_80x24(real_ws):  # noqa: ANN001
-    ws, runs = real_ws
+async def test_every_screen_of_the_real_workspace_at_80x24(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
     size = (80, 24)
     app = make_app(ws)
     async with app.run_test(size=size) as pilot:
@@ -363,8 +363,8 @@ async def test_every_screen_of_the_real_workspace_at_80x24(real_ws):  # noqa: AN
         assert not app.errors
 
 
-async def test_help_header_and_quit_on_the_real_workspace(real_ws):  # noqa: ANN001
-    ws, runs = real_ws
+async def test_help_header_and_quit_on_the_real_workspace(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
