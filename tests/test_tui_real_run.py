@@ -232,21 +232,20 @@ async def test_sql_console_over_the_real_runs(trained_ws):  # noqa: ANN001
         editor = screen.query_one(SqlEditor)
         status = screen.query_one("#sql-status", Static)
         error = screen.query_one("#sql-error", Static)
-        # typed over three lines: examples both runs recorded, per run
-        await pilot.press(
-            *"SELECT run_id, count(*) AS n, round(avg(confidence), 6) AS mean_conf",
-            "enter",
-            *"FROM example_metrics",
-            "enter",
-            *"GROUP BY run_id ORDER BY run_id",
-        )
-        assert editor.document.line_count == 3
+        # three lines (enter breaks the line, it does not run): examples both runs recorded, per run
+        await pilot.press(*"SELECT")
+        editor.insert(" run_id, count(*),")
+        await pilot.press("enter", *"avg")
+        editor.insert("(confidence)")
+        await pilot.press("enter")
+        editor.insert("FROM example_metrics GROUP BY 1 ORDER BY 1")
+        assert editor.document.line_count == 3 and not screen.running
         await run_sql(app, pilot)
         assert "2 row(s)" in str(status.render()) and not error.display
         table = screen.query_one(DataTable)
         expected = catalog_rows(
             ws,
-            "SELECT run_id, count(*), round(avg(confidence), 6) FROM example_metrics GROUP BY run_id ORDER BY run_id",
+            "SELECT run_id, count(*), avg(confidence) FROM example_metrics GROUP BY 1 ORDER BY 1",
         )
         assert [r[1] for r in expected] == [runs.n_train, runs.n_train]
         shown = [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
@@ -270,7 +269,7 @@ async def test_sql_console_over_the_real_runs(trained_ws):  # noqa: ANN001
         assert editor.text == "SELECT gold_prob FROM example_metrics"
         editor.move_cursor((0, 0))
         await pilot.press("up")
-        assert editor.text.startswith("SELECT run_id, count(*)") and editor.document.line_count == 3
+        assert editor.text.startswith("SELECT run_id, count(*),\navg(") and editor.document.line_count == 3
         editor.move_cursor((editor.document.line_count - 1, 0))
         await pilot.press("down", "down", "down")
         assert editor.text == "SELECT 42"
