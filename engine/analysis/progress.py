@@ -57,15 +57,29 @@ class JobProgress:
 
     @property
     def fraction(self) -> float:
-        """Overall progress in [0, 1]: finished epochs plus the current epoch's share (1 when done)."""
+        """Overall progress in [0, 1]: finished epochs plus, while it runs, the current epoch's share (1 when
+        done). A job that stopped keeps only its complete epochs (a resume starts from the last one)."""
         if self.status == "done":
             return 1.0
         if not self.n_epochs:
             return 0.0
         within = 0.0
-        if self.total and self.epoch >= self.epochs_done:
+        if self.status == "running" and self.total and self.epoch >= self.epochs_done:
             within = min(1.0, float(self.step) / float(self.total))
         return min(1.0, (self.epochs_done + within) / self.n_epochs)
+
+    @property
+    def epoch_number(self) -> int:
+        """The epoch this progress is about, 1-based: the one in progress while the job starts or runs, else the
+        last complete one (0 before any)."""
+        current = self.epochs_done + 1 if self.status in ("starting", "running") else self.epochs_done
+        return min(current, self.n_epochs) if self.n_epochs else current
+
+    @property
+    def label(self) -> str:
+        """The one way every view writes a job's progress: `epoch i/n  p%` (i 1-based, as `epoch_number`; p the
+        overall share, rounded down so 100% means done)."""
+        return f"epoch {self.epoch_number}/{self.n_epochs or '?'}  {int(100.0 * self.fraction)}%"
 
     def steps(self, n_epochs: int | None = None) -> tuple[int, int]:
         """(steps done, steps in all) over every epoch, for a bar that counts steps."""
@@ -92,6 +106,12 @@ def progress_of(job: RunState | dict[str, Any]) -> JobProgress:
         examples_per_s=prog.get("examples_per_s"),
         loss=prog.get("loss"),
     )
+
+
+def progress_label(job: RunState | dict[str, Any]) -> str:
+    """`epoch i/n  p%` of a job (a `RunState`, or a job as `engine.jobs.list_jobs` lists it): home, the jobs
+    screen and the `jobs` / `runs` commands all show this."""
+    return progress_of(job).label
 
 
 def workspace_fingerprint(ws: Workspace) -> tuple[tuple[str, int, int], ...]:
