@@ -95,7 +95,9 @@ def main() -> None:
             painted, listed = open_demo(root)
             shown = f"{painted:.1f} s" if painted is not None else f"not within {LIMIT_S:.0f} s"
             job = f"{listed:.1f} s" if listed is not None else f"not within {LIMIT_S:.0f} s"
-            print(f"demo, {label}: first paint after {shown}; demo run training in the background after {job}")
+            print(
+                f"demo, {label}: first paint after {shown}; demo run training in the background after {job}"
+            )
             stop_demo(root)
     finally:
         stop_demo(root)

@@ -143,7 +143,10 @@ async def survive_and_cancel(tui_ws) -> None:  # noqa: ANN001
         assert await wait_until(
             app,
             pilot,
-            lambda: status_of(jobs, run_id) == "running" and not (row_of(jobs, run_id) or [" 0%"] * 8)[4].endswith(" 0%"),
+            lambda: (
+                status_of(jobs, run_id) == "running"
+                and not (row_of(jobs, run_id) or [" 0%"] * 8)[4].endswith(" 0%")
+            ),
             timeout=90,
         ), (row_of(jobs, run_id), screen_text(app))
     # The app has exited: the job has not.

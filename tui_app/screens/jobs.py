@@ -304,7 +304,7 @@ class JobsScreen(BaseScreen):
         Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
         Binding("R", "resume_job", "Resume", id="jobs.resume"),
         Binding("m", "map", "Data map", id="jobs.map"),
-        Binding("r", "refresh", "Refresh", id="jobs.refresh"),
+        Binding("r", "refresh", "Refresh", id="jobs.refresh", show=False),  # it polls every second anyway
     ]
     DEFAULT_CSS = """
     JobsScreen #jobs-table { height: 1fr; }
