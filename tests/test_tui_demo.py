@@ -136,6 +136,9 @@ async def demo_flow(root: Path) -> None:
         )
         failure = next(n for n in app._notifications if run_id in str(n.message))
         assert failure.severity == "error" and "failed" in str(failure.message)
+        line = app.screen.query_one("#demo-status", Static)
+        assert f"demo run {run_id}: failed" in str(line.render()) and "R resumes" in str(line.render())
+        assert line.has_class("failed")
 
     # A third `demo` leaves the failed run to the user (resume key) and says so, rather than starting another.
     said: list[str] = []

@@ -73,6 +73,7 @@ class HomeScreen(BaseScreen):
         super().__init__()
         self.fingerprint: tuple[Any, ...] | None = None
         self.runs: list[dict[str, Any]] = []
+        self.jobs: list[dict[str, Any]] = []  # the jobs table's
         self.watched: dict[str, str] = {}  # run id -> status, of the jobs seen starting or running here
         self.ended: dict[str, dict[str, Any]] = {}  # jobs that failed or were interrupted while watched
 
@@ -108,12 +109,26 @@ class HomeScreen(BaseScreen):
     def action_refresh(self) -> None:
         self.load(force=True)
 
-    def show_demo_status(self, text: str) -> None:
-        """What the demo setup (DynascopeApp.set_up_demo) said last; hidden when the app is not a demo."""
+    def show_demo_status(self, said: str, jobs: list[dict[str, Any]] | None = None) -> None:
+        """The demo's line (hidden when the app is not a demo): its run's status and progress once the setup
+        (DynascopeApp.set_up_demo) has named it and it is listed, else what the setup said last."""
+        from engine.jobs import ACTIVE_STATES
+
+        run_id = getattr(self.app, "demo_run", None)
+        job = next((j for j in (self.jobs if jobs is None else jobs) if j["run_id"] == run_id), None)
+        text, failed = said, "failed" in said
+        if job is not None:
+            status = job["status"]
+            text = f"demo run {run_id}: {status}, {progress_label(job)}"
+            if status in ACTIVE_STATES:
+                text += " (training in the background; it goes on when the app is closed)"
+            elif status in ENDED_BADLY:
+                text += f" ({job.get('message') or 'see its log'}; j, then R resumes it)"
+            failed = status in ENDED_BADLY
         line = self.query_one("#demo-status", Static)
         line.update(Text(text))
         line.display = bool(text)
-        line.set_class("failed" in text, "failed")
+        line.set_class(failed, "failed")
 
     @work(thread=True, exclusive=True, group="home", exit_on_error=False)
     def load(self, force: bool) -> None:
@@ -142,6 +157,7 @@ class HomeScreen(BaseScreen):
 
         self.fingerprint = message.fingerprint
         self.runs = message.runs
+        self.jobs = message.jobs
         previous = self.watched
         self.watched = {j["run_id"]: j["status"] for j in message.jobs if j["status"] in ACTIVE_STATES}
         for job in message.jobs:
@@ -199,6 +215,7 @@ class HomeScreen(BaseScreen):
             ],
             JOB_COLUMNS,
         )
+        self.show_demo_status(getattr(self.app, "demo_status", ""))
         hint = "" if message.datasets else "  (import one: dynascope import FILE --name NAME)"
         self.query_one("#status", Static).update(
             f"{len(message.datasets)} dataset(s), {len(message.runs)} run(s), "
