@@ -154,3 +154,21 @@ def await_status(ws: Workspace, run_id: str, status: str, timeout: float = 90.0)
             return True
         time.sleep(0.5)
     return False
+
+
+async def test_a_failed_demo_setup_is_shown_on_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The import runs in the app's worker: its failure stays on home (in red), besides the app's notification."""
+    monkeypatch.setenv("DYNASCOPE_DATA_DIR", str(tmp_path / "no-such-folder"))
+    ws = Workspace(tmp_path / "demo-ws").create()
+    app = make_app(ws)
+    app.demo = True
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_until(
+            app, pilot, lambda: app.demo_status.startswith("demo setup failed"), timeout=30
+        )
+        await settle(app, pilot)
+        assert isinstance(app.screen, HomeScreen)
+        line = app.screen.query_one("#demo-status", Static)
+        assert "no-such-folder" in str(line.render()) and line.has_class("failed") and line.display
+        assert any("no-such-folder" in e for e in app.errors)  # the one handler's notification
+    assert demo_jobs(ws) == []

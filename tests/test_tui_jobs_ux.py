@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from textual.widgets import DataTable, Input
 
 from engine import jobs as engine_jobs
-from engine.analysis.progress import progress_label
+from engine.analysis.progress import JobFollower, progress_label
 from engine.cli.main import cli
+from storage.artifacts import append_event
 from tests.tui_helpers import make_app, screen_text, settle, wait_until
 from tui_app.screens.confirm import ConfirmModal
 from tui_app.screens.home import HomeScreen
@@ -60,6 +61,33 @@ def cli_column(ws, command: str, run_id: str, column: str) -> str:  # noqa: ANN0
     header = next(r for r in rows if column in r)
     row = next(r for r in rows if r and r[0] == run_id)
     return row[header.index(column)]
+
+
+def test_one_progress_rule_for_training_and_evaluation(tmp_path) -> None:  # noqa: ANN001
+    """`epoch i/n  p%`: i the epoch in progress (1-based) while running, the last complete one once stopped; p the
+    overall share, rounded down; an evaluation counts its sets (it writes no epoch_end)."""
+    train = JobFollower(tmp_path / "train")
+    append_event(tmp_path / "train", "state", status="running", pid=1, n_epochs=4)
+    append_event(tmp_path / "train", "progress", epoch=0, n_epochs=4, step=25, total=100)
+    train.poll()
+    assert train.progress().label == "epoch 1/4  6%"
+    append_event(tmp_path / "train", "epoch_end", epoch=0, metrics={})
+    append_event(tmp_path / "train", "progress", epoch=1, n_epochs=4, step=50, total=100)
+    train.poll()
+    assert train.progress().label == "epoch 2/4  37%"
+    job = {"status": "running", "epochs_done": 1, "n_epochs": 4, "progress": train.state.progress}
+    assert progress_label(job) == train.progress().label  # a job as list_jobs lists it reads the same
+    assert progress_label({**job, "status": "cancelled"}) == "epoch 1/4  25%"  # the partial epoch is not kept
+    assert progress_label({**job, "status": "starting"}) == "epoch 2/4  25%"
+    append_event(tmp_path / "train", "state", status="done")
+    train.poll()
+    assert train.progress().label == "epoch 4/4  100%"
+
+    evaluation = JobFollower(tmp_path / "eval")
+    append_event(tmp_path / "eval", "state", status="running", pid=1)
+    append_event(tmp_path / "eval", "progress", epoch=1, n_epochs=2, step=5, total=10, unit="set")
+    evaluation.poll()
+    assert evaluation.progress().label == "set 2/2  75%"
 
 
 async def test_form_enter_moves_between_fields_and_escape_returns_where_the_user_came_from(tui_ws) -> None:  # noqa: ANN001
