@@ -1,5 +1,5 @@
 """A yes / no question before an action that cannot be taken back (cancelling a job): `y` or Enter on Yes
-confirms, `n` or escape keeps things as they are."""
+confirms, `n`, `q` or escape keeps things as they are (a stray key never confirms)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tui_app.screens.modal import BaseModal
 class ConfirmModal(BaseModal[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+        Binding("n,escape,q", "answer(False)", "No", id="confirm.no"),
     ]
     DEFAULT_CSS = """
     ConfirmModal { align: center middle; }
