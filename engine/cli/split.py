@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.common import catalog, get_workspace, json_option, print_json, require_writable, user_errors
-from engine.cli.common import workspace_option
+from engine.cli.common import (
+    catalog,
+    get_workspace,
+    json_option,
+    print_json,
+    require_writable,
+    user_errors,
+    workspace_option,
+)
 from engine.importing.split import SPLIT_BY, default_names, split_dataset
 
 
 @click.command("split")
 @click.argument("dataset")
-@click.option("--by", type=click.Choice(SPLIT_BY), default="title", show_default=True, help="what stays together")
+@click.option(
+    "--by", type=click.Choice(SPLIT_BY), default="title", show_default=True, help="what stays together"
+)
 @click.option(
     "--fraction",
     type=float,

@@ -73,7 +73,9 @@ def split_dataset(
             f"'{dataset}': {untitled} questions have no article title, so they cannot be split by title"
         )
     if n_titles < 2:
-        raise BadInputError(f"'{dataset}' has {n_titles} article title(s): splitting by title needs at least 2")
+        raise BadInputError(
+            f"'{dataset}' has {n_titles} article title(s): splitting by title needs at least 2"
+        )
     first_name, second_name = names or default_names(dataset)
     for name in (first_name, second_name):
         if not name.strip():
@@ -84,7 +86,10 @@ def split_dataset(
             )
     if first_name == second_name:
         raise BadInputError(f"the two parts need different names, both are '{first_name}'")
-    titles = [r[0] for r in con.execute("SELECT DISTINCT title FROM examples WHERE dataset = ?", [dataset]).fetchall()]
+    titles = [
+        r[0]
+        for r in con.execute("SELECT DISTINCT title FROM examples WHERE dataset = ?", [dataset]).fetchall()
+    ]
     first, second = plan_title_split(titles, fraction, seed)
     source = f"split of '{dataset}' by title (fraction {fraction:g} of the articles, seed {seed})"
     parts = []
