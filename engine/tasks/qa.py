@@ -18,7 +18,8 @@ different windows are comparable):
   and EL2N (nothing to measure), and its loss is the mean loss of its windows (the [CLS] targets it trained on).
 - margin (log space) = gold span score minus the best other span score in that same window (valid spans of at
   most `max_answer_length` tokens inside the context; for v2.0 under cls the [CLS] "no answer" counts as a span).
-- el2n = mean over start and end of || softmax - one-hot(gold) ||_2 in that window.
+- el2n = mean over start and end of || softmax - one-hot(gold) ||_2 in that window (uniform-null: minus the
+  window's target distribution).
 - loss = that window's training loss (the run's objective; with cross-entropy, the mean of the start and end
   cross-entropy).
 - prediction = the best valid span over all windows; for v2.0 "" (no answer) when the [CLS] score beats it
