@@ -10,7 +10,9 @@ import json
 import math
 
 import pytest
+from click.testing import CliRunner
 
+from engine.cli.main import cli
 from engine.tasks.squad_metric import normalize_answer
 from storage.artifacts import read_config
 from storage.workspace import Workspace
@@ -69,13 +71,21 @@ def v2_runs(tmp_path_factory, data_dir):
     return ws, runs, {name: golds for name, (_, golds) in subsets.items()}
 
 
-def test_the_objective_and_tagging_weight_are_in_the_run_spec(v2_runs):
+def test_the_objective_and_tagging_weight_are_in_the_run_spec(v2_runs, data_dir):
     ws, runs, _ = v2_runs
     for objective, summary in runs.items():
         config = read_config(ws.run_dir(summary["run_id"]))
         assert config["qa_objective"] == objective and config["tagging_loss_weight"] is None
-    refused = run_cli(ws, "train", "sq2-train", "--tagging-loss-weight", "-1")
-    assert refused.code == 2 and "tagging loss weight" in refused.stderr
+    runner = CliRunner()  # refusals in-process: the same click command, no job started
+    refused = runner.invoke(
+        cli, ["--workspace", str(ws.root), "train", "sq2-train", "--tagging-loss-weight", "-1"]
+    )
+    assert refused.exit_code == 2 and "tagging loss weight" in refused.stderr
+    assert run_cli(ws, "import", str(data_dir / "sst2" / "dev.tsv"), "--name", "sst2").code == 0
+    for option, value in (("--qa-objective", "uniform-null"), ("--tagging-loss-weight", "1")):
+        refused = runner.invoke(cli, ["--workspace", str(ws.root), "train", "sst2", option, value])
+        assert refused.exit_code == 2 and f"{option} is for QA datasets" in refused.stderr, refused.output
+    assert sorted(ws.run_ids()) == sorted(s["run_id"] for s in runs.values())  # nothing else created
 
 
 @pytest.mark.parametrize("objective", ["cls", "uniform-null"])
