@@ -444,6 +444,8 @@ class RunState:
     last_ts: float | None = None
     finished_at: float | None = None
     logs: list[str] = field(default_factory=list)
+    # the last state event is the launcher's (`launched_by`): the job process has not announced itself yet
+    launching: bool = False
 
     @property
     def finished(self) -> bool:
@@ -459,6 +461,7 @@ class RunState:
         if kind == "state":
             if isinstance(event.get("status"), str):
                 self.status = event["status"]
+            self.launching = "launched_by" in event
             if "message" in event:
                 message = event["message"]
                 self.message = None if message is None else str(message)

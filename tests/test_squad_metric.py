@@ -264,3 +264,45 @@ def test_gold_that_normalises_to_nothing_scores_as_each_official_script() -> Non
         == (1.0, 0.0)
     )
     assert best_over_golds("", ["the"], v2=True) == (1.0, 1.0)
+
+
+def test_the_evaluation_jobs_v20_scores_equal_the_official_v20_scorer() -> None:
+    """What an evaluation of a v2.0 set reports (`engine.evaluation.scoring.qa_metrics`, reading the catalog's
+    answers and is_impossible columns) equals the official script on the same predictions; the real runs of both
+    QA objectives are checked the same way in tests/test_qa_objectives_training.py."""
+    import json
+
+    import pyarrow as pa
+
+    from engine.evaluation.scoring import qa_metrics
+
+    golds = {
+        "h1": ["Denver Broncos", "the Broncos"],
+        "h2": ["1966"],
+        "h3": ["golden anniversary"],
+        "n1": [],
+        "n2": [],
+        "n3": [],
+    }
+    predictions = {
+        "h1": "Broncos",
+        "h2": "",
+        "h3": "the golden anniversary",
+        "n1": "",
+        "n2": "1966",
+        "n3": "the",
+    }
+    table = pa.table(
+        {
+            "example_id": list(golds),
+            "answers": [json.dumps([{"text": t, "answer_start": 0} for t in g]) for g in golds.values()],
+            "is_impossible": [not g for g in golds.values()],
+        }
+    )
+    rows = {"example_id": list(predictions), "prediction": list(predictions.values())}
+    ours, per_example_f1 = qa_metrics(rows, table, "v2.0")
+    official = v20_evaluate(golds, predictions)
+    for key, value in official.items():
+        assert ours[key] == pytest.approx(value, abs=1e-9), key
+    assert ours["NoAns_exact"] == pytest.approx(200 / 3)  # "the" normalises to nothing: an abstention
+    assert per_example_f1 == [1.0, 0.0, 1.0, 1.0, 0.0, 1.0]

@@ -143,7 +143,10 @@ async def survive_and_cancel(tui_ws) -> None:  # noqa: ANN001
         assert await wait_until(
             app,
             pilot,
-            lambda: status_of(jobs, run_id) == "running" and (row_of(jobs, run_id) or ["0"] * 8)[5] != "  0%",
+            lambda: (
+                status_of(jobs, run_id) == "running"
+                and not (row_of(jobs, run_id) or [" 0%"] * 8)[4].endswith(" 0%")
+            ),
             timeout=90,
         ), (row_of(jobs, run_id), screen_text(app))
     # The app has exited: the job has not.
@@ -170,10 +173,12 @@ async def survive_and_cancel(tui_ws) -> None:  # noqa: ANN001
         text = screen_text(app2)
         assert "ETA" in text and "ex/s" in text and "step loss" in text
         row = row_of(jobs, run_id)
-        assert row is not None and row[5].strip() not in ("0%", "100%")
+        assert row is not None and not row[4].endswith((" 0%", "100%"))  # the progress column: epoch i/n  p%
 
         assert jobs.selected_run() == run_id
         await pilot.press("c")
+        await settle(app2, pilot)
+        await pilot.press("y")  # cancel asks first
         assert await wait_until(app2, pilot, lambda: status_of(jobs, run_id) == "cancelled", timeout=90), (
             row_of(jobs, run_id),
             app2.errors,

@@ -6,10 +6,10 @@ from engine.cli.main import main as cli_main
 from storage.workspace import Workspace
 
 
-def open_app(ws: Workspace) -> None:
+def open_app(ws: Workspace, demo: bool = False) -> None:
     from tui_app.app import DynascopeApp
 
-    DynascopeApp(ws).run()
+    DynascopeApp(ws, demo=demo).run()
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -43,10 +44,17 @@ class DynascopeApp(App[None]):
     NOTIFICATION_TIMEOUT = 5
 
     def __init__(
-        self, workspace: Workspace, settings: Settings | None = None, config_path: Path | None = None
+        self,
+        workspace: Workspace,
+        settings: Settings | None = None,
+        config_path: Path | None = None,
+        demo: bool = False,
     ) -> None:
         super().__init__()
         self.workspace = workspace
+        self.demo = demo  # opened by `dynascope demo`: set the demo up in the background
+        self.demo_status = ""  # what the demo setup last said (home shows it until it is replaced)
+        self.demo_run: str | None = None
         self.settings = settings or load_settings(config_path)
         if not os.environ.get("TEXTUAL_ANIMATIONS"):
             self.animation_level = "none"  # over SSH every frame costs; nothing here needs motion
@@ -66,6 +74,28 @@ class DynascopeApp(App[None]):
         for problem in self.settings.problems:
             self.notify(problem, severity="warning", timeout=8)
         self.push_screen(HomeScreen())
+        if self.demo:
+            self.set_up_demo()
+
+    # ---- the demo: datasets imported and its run started while the app is already on screen -----------
+
+    @work(thread=True, exclusive=True, group="demo", exit_on_error=False)
+    def set_up_demo(self) -> None:
+        from engine.demo import start_demo
+
+        try:
+            self.demo_run = start_demo(
+                self.workspace, log=lambda text: self.call_from_thread(self.demo_says, text)
+            )
+        except Exception as exc:
+            self.call_from_thread(self.demo_says, f"demo setup failed: {exc or type(exc).__name__}")
+            raise  # and the one handler notifies it
+
+    def demo_says(self, text: str) -> None:
+        self.demo_status = text.strip()
+        for screen in self.screen_stack:
+            if isinstance(screen, HomeScreen):
+                screen.show_demo_status(self.demo_status)
 
     # ---- errors: one handler for every worker --------------------------------------------------------
 

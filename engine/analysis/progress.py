@@ -49,6 +49,7 @@ class JobProgress:
     eta_s: float | None = None
     examples_per_s: float | None = None
     loss: float | None = None
+    unit: str = "epoch"  # what the job counts through: epochs, or (evaluate) evaluation sets
 
     @property
     def epoch_fraction(self) -> float | None:
@@ -57,15 +58,39 @@ class JobProgress:
 
     @property
     def fraction(self) -> float:
-        """Overall progress in [0, 1]: finished epochs plus the current epoch's share (1 when done)."""
+        """Overall progress in [0, 1]: finished epochs plus, while it runs, the current epoch's share (1 when
+        done). A job that stopped keeps only its complete epochs (a resume starts from the last one)."""
         if self.status == "done":
             return 1.0
         if not self.n_epochs:
             return 0.0
         within = 0.0
-        if self.total and self.epoch >= self.epochs_done:
+        if self.status == "running" and self.total and self.epoch >= self.complete:
             within = min(1.0, float(self.step) / float(self.total))
-        return min(1.0, (self.epochs_done + within) / self.n_epochs)
+        return min(1.0, (self.complete + within) / self.n_epochs)
+
+    @property
+    def complete(self) -> int:
+        """The epochs (or sets) complete: those with an `epoch_end`, and while it runs every one before the epoch
+        in progress (a job that writes no `epoch_end`, evaluate, counts by its progress alone)."""
+        if self.status in ("starting", "running"):
+            return max(self.epochs_done, self.epoch)
+        return self.epochs_done
+
+    @property
+    def epoch_number(self) -> int:
+        """The epoch this progress is about, 1-based: the one in progress while the job starts or runs, else the
+        last complete one (0 before any)."""
+        if self.status == "done" and self.n_epochs:
+            return self.n_epochs
+        current = self.complete + 1 if self.status in ("starting", "running") else self.complete
+        return min(current, self.n_epochs) if self.n_epochs else current
+
+    @property
+    def label(self) -> str:
+        """The one way every view writes a job's progress: `epoch i/n  p%` (i 1-based, as `epoch_number`; p the
+        overall share, rounded down so 100% means done)."""
+        return f"{self.unit} {self.epoch_number}/{self.n_epochs or '?'}  {int(100.0 * self.fraction)}%"
 
     def steps(self, n_epochs: int | None = None) -> tuple[int, int]:
         """(steps done, steps in all) over every epoch, for a bar that counts steps."""
@@ -81,6 +106,9 @@ def progress_of(job: RunState | dict[str, Any]) -> JobProgress:
     else:
         status = job.get("status") or "created"
         done, n_epochs, prog = job.get("epochs_done") or 0, job.get("n_epochs"), job.get("progress") or {}
+    n_epochs = n_epochs or prog.get(
+        "n_epochs"
+    )  # a job without epochs (evaluate) says how many in its progress
     return JobProgress(
         status=str(status),
         epochs_done=int(done or 0),
@@ -91,7 +119,14 @@ def progress_of(job: RunState | dict[str, Any]) -> JobProgress:
         eta_s=prog.get("eta_s"),
         examples_per_s=prog.get("examples_per_s"),
         loss=prog.get("loss"),
+        unit=str(prog.get("unit") or "epoch"),
     )
+
+
+def progress_label(job: RunState | dict[str, Any]) -> str:
+    """`epoch i/n  p%` of a job (a `RunState`, or a job as `engine.jobs.list_jobs` lists it): home, the jobs
+    screen and the `jobs` / `runs` commands all show this."""
+    return progress_of(job).label
 
 
 def workspace_fingerprint(ws: Workspace) -> tuple[tuple[str, int, int], ...]:

@@ -136,8 +136,9 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     Console().print(table)
 
 
-def open_app(ws: Workspace) -> None:
-    """Open the terminal app on `ws`, through the opener the console script put in the click context."""
+def open_app(ws: Workspace, demo: bool = False) -> None:
+    """Open the terminal app on `ws`, through the opener the console script put in the click context; `demo`: the
+    app sets up the demo (engine.demo.start_demo) in the background."""
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root() if ctx else None
     opener = (root.obj or {}).get("open_app") if root else None
@@ -146,4 +147,7 @@ def open_app(ws: Workspace) -> None:
         return
     with catalog(ws, read_only_ok=True):  # create and sync before the app paints
         pass
-    opener(ws)
+    if demo:
+        opener(ws, demo=True)
+    else:
+        opener(ws)

@@ -161,7 +161,9 @@ def sql_cmd(
 def runs_cmd(workspace: str | None, as_json: bool) -> None:
     """List runs: id, kind, what it trained on (a selection's name for a retrain), origin, status, epochs. A run
     folder that cannot be read is listed as `broken`, with the reason."""
+    from engine.analysis.progress import progress_label
     from engine.analysis.runs import list_runs
+    from engine.jobs import job_info
 
     ws = get_workspace(workspace)
     with catalog(ws, read_only_ok=True) as con:
@@ -169,22 +171,31 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
     if as_json:
         print_json(items)
         return
-    print_table(
-        "runs",
-        ["run_id", "kind", "trained on", "origin", "status", "epochs", "created_at"],
-        [
+
+    def live(run: dict[str, Any]) -> dict[str, Any]:
+        """An unfinished run as its job says it now (the catalog's copy lags a running job's events)."""
+        if run["status"] not in ("created", "running"):
+            return run
+        try:
+            return job_info(ws, run["run_id"])
+        except BadInputError:
+            return run
+
+    rows = []
+    for r in items:
+        now = live(r)
+        rows.append(
             [
                 r["run_id"],
                 r["kind"],
                 r["trained_on"],
                 r["origin"] or "",
-                f"broken: {r['reason']}" if r["status"] == "broken" else r["status"],
-                f"{r['epochs_done']}/{r['n_epochs'] or '?'}",
+                f"broken: {r['reason']}" if r["status"] == "broken" else now["status"],
+                progress_label(now),
                 r["created_at"],
             ]
-            for r in items
-        ],
-    )
+        )
+    print_table("runs", ["run_id", "kind", "trained on", "origin", "status", "progress", "created_at"], rows)
 
 
 @click.command("demo")
@@ -192,19 +203,21 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
 @workspace_option
 @user_errors
 def demo_cmd(no_tui: bool, workspace: str | None) -> None:
-    """Build a demo workspace from real data, then open the app."""
+    """Open the app on a demo workspace at once: it imports real data (seconds) and trains a small SST-2 run as a
+    background job, shown on home and in jobs. Run it again to reuse the workspace (an interrupted demo run is
+    resumed, never duplicated). With --no-tui: import, train the run in the foreground and stop."""
+    ws = get_workspace(workspace)
+    if not no_tui:
+        open_app(ws, demo=True)  # the app's worker runs engine.demo.start_demo
+        return
     from engine.cli.jobs import follow
     from engine.demo import build_demo, train_demo_run
-
-    ws = get_workspace(workspace)
 
     def log(msg: str) -> None:
         stderr.print(msg, highlight=False)
 
     build_demo(ws, log=log)
     train_demo_run(ws, log=log, follow=lambda run_id, proc: follow(ws, run_id, proc))
-    if not no_tui:
-        open_app(ws)
 
 
 COMMANDS = (import_cmd, datasets_cmd, examples_cmd, sql_cmd, runs_cmd, demo_cmd)

@@ -11,7 +11,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.analysis.format import fmt_duration, fmt_value
-from engine.analysis.progress import JobFollower
+from engine.analysis.progress import JobFollower, progress_label
 from engine.cli.common import (
     get_workspace,
     json_option,
@@ -71,7 +71,7 @@ def follow(ws: Workspace, run_id: str, proc: subprocess.Popen[bytes] | None, qui
                     n_epochs = p.n_epochs or _n_epochs(ws, run_id)
                     completed, total = p.steps(n_epochs)
                     info = (
-                        f"epoch {p.epoch + 1}/{n_epochs}  loss {p.loss or 0:.4f}  "
+                        f"{p.label}  loss {p.loss or 0:.4f}  "
                         f"{p.examples_per_s or 0:.1f} ex/s  eta {fmt_duration(p.eta_s)}"
                     )
                     bar.update(task, total=total, completed=completed, info=info)
@@ -111,7 +111,7 @@ def _n_epochs(ws: Workspace, run_id: str) -> int:
 @json_option
 @user_errors
 def jobs_cmd(workspace: str | None, as_json: bool) -> None:
-    """List jobs from their run folders: status, epochs, live progress, pid. A run folder that cannot be read is
+    """List jobs from their run folders, newest first: status, progress (epoch i/n and overall %), ETA, pid. A run folder that cannot be read is
     listed as `broken`, with the reason (its `message` in --json)."""
     from engine.jobs import list_jobs
 
@@ -121,24 +121,19 @@ def jobs_cmd(workspace: str | None, as_json: bool) -> None:
         return
     rows = []
     for j in jobs:
-        p = j["progress"] or {}
-        live = (
-            f"epoch {p['epoch'] + 1} step {p['step']}/{p['total']} eta {fmt_duration(p.get('eta_s'))}"
-            if p and j["alive"]
-            else ""
-        )
+        eta = (j["progress"] or {}).get("eta_s") if j["status"] == "running" else None
         rows.append(
             [
                 j["run_id"],
                 j["kind"],
                 j["dataset"],
                 f"broken: {j['message']}" if j["status"] == "broken" else j["status"],
-                f"{j['epochs_done']}/{j['n_epochs'] or '?'}",
-                live,
+                progress_label(j),
+                fmt_duration(eta) if eta is not None else "",
                 j["pid"] if j["alive"] else "",
             ]
         )
-    print_table("jobs", ["run", "kind", "dataset", "status", "epochs", "progress", "pid"], rows)
+    print_table("jobs", ["run", "kind", "dataset", "status", "progress", "eta", "pid"], rows)
 
 
 @click.group("job")

@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import click
 
-from engine.cli import analysis, augment, data, jobs, kinds
+from engine.cli import analysis, augment, data, jobs, kinds, split
 from engine.cli.common import open_app, user_errors, workspace_option
-from storage.workspace import Workspace, resolve_workspace
+from storage.workspace import resolve_workspace
 
-AppOpener = Callable[[Workspace], None]
+AppOpener = Callable[..., None]  # (ws, demo=False): opens the app on ws
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,13 +29,14 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
         open_app(resolve_workspace(workspace))
 
 
-for _module in (data, augment, kinds, jobs, analysis):
+for _module in (data, split, augment, kinds, jobs, analysis):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
 
 def main(app_opener: AppOpener | None = None) -> None:
-    """Run the command line; `app_opener(ws)` opens the terminal app (dynascope without a command, demo)."""
+    """Run the command line; `app_opener(ws)` opens the terminal app (dynascope without a command),
+    `app_opener(ws, demo=True)` opens it setting up the demo."""
     cli(prog_name="dynascope", obj={"open_app": app_opener})
 
 

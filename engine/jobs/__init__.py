@@ -3,16 +3,17 @@
 Each kind (train, retrain, evaluate) is one typed spec in `engine.jobs.registry`; `create_run` dispatches to the
 kind's launcher, `process` spawns, cancels, resumes and lists jobs.
 
-Statuses: created, running, done, failed, cancelled (from events); `list_jobs` reports `interrupted` for a run
-whose events say running but whose process is gone (killed with -9, machine rebooted): `--resume` continues it
-from its last complete epoch.
+Statuses: created, running, done, failed, cancelled (from events); `list_jobs` reports `starting` from a run's
+creation until its process has announced itself, and `interrupted` for a run whose events say running but whose
+process is gone (killed with -9, machine rebooted): `--resume` continues it from its last complete epoch. Newest
+first.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.jobs.process import cancel, job_info, launch, list_jobs, resume, run_job, spawn
+from engine.jobs.process import ACTIVE_STATES, cancel, job_info, launch, list_jobs, resume, run_job, spawn
 from engine.jobs.registry import KINDS, get_kind
 from engine.jobs.runs import export_dataset
 from storage.workspace import Workspace
@@ -24,6 +25,7 @@ def create_run(ws: Workspace, values: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "ACTIVE_STATES",
     "KINDS",
     "cancel",
     "create_run",

@@ -87,6 +87,7 @@ def run_evaluate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
                 "progress",
                 epoch=index,
                 n_epochs=len(sets),
+                unit="set",  # engine.analysis.progress: `set i/n` in every view
                 step=done,
                 total=total,
                 eta_s=round(eta, 1),

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,6 +123,31 @@ def cancel(ws: Workspace, run_id: str) -> bool:
     return True
 
 
+# A run created but not yet launched is `starting` this long (its launcher spawns it a moment later); after that
+# nothing will launch it: `created`, started by a resume.
+STARTING_GRACE_S = 60.0
+# the statuses of a job that is on its way or at work (shown as running jobs, cancellable)
+ACTIVE_STATES = ("starting", "running")
+
+
+def launch_status(
+    status: str, alive: bool, launching: bool, created_at: Any, now: float | None = None
+) -> str:
+    """A job's status as listings show it, from the status its events say: `starting` from its creation until its
+    process has announced itself (the launcher records the pid first, the job then writes its own `running`),
+    `interrupted` when its events say running but the process is gone."""
+    if status == "running":
+        if not alive:
+            return "interrupted"
+        return "starting" if launching else "running"
+    if status == "created":
+        if alive:
+            return "starting"
+        age = (time.time() if now is None else now) - float(created_at or 0)
+        return "starting" if age < STARTING_GRACE_S else "created"
+    return status
+
+
 def job_info(ws: Workspace, run_id: str) -> dict[str, Any]:
     """The run's job as listings show it. A run folder that cannot be read (storage.sync.check_run) is status
     `broken` with the reason in `message`; what can still be read of it (its events: pid, alive) is kept, so a
@@ -148,9 +174,7 @@ def job_info(ws: Workspace, run_id: str) -> dict[str, Any]:
             raise BadInputError(f"no run named '{run_id}' in {ws.root}")
         config, state = found
     alive = not state.finished and pid_alive(state.pid, run_id)
-    status = state.status
-    if status == "running" and not alive:
-        status = "interrupted"
+    status = launch_status(state.status, alive, state.launching, config.get("created_at"))
     if reason is not None:
         status = BROKEN
     from engine.analysis.runs import origin, trained_on
@@ -177,14 +201,14 @@ def job_info(ws: Workspace, run_id: str) -> dict[str, Any]:
 
 
 def list_jobs(ws: Workspace) -> list[dict[str, Any]]:
-    """Every run of the workspace, from its config and events (no catalog access), oldest first."""
+    """Every run of the workspace, from its config and events (no catalog access), newest first."""
     jobs = []
     for run_id in ws.run_ids():
         try:
             jobs.append(job_info(ws, run_id))
         except BadInputError:  # no config.json yet: still being created (a broken one is listed as broken)
             continue
-    return sorted(jobs, key=lambda j: (j["created_at"] or 0, j["run_id"]))
+    return sorted(jobs, key=lambda j: (j["created_at"] or 0, j["run_id"]), reverse=True)
 
 
 # ---- the job process -----------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ HYPERPARAMETERS = (
     "adv_init",
     "adv_radius",
     "objective",
+    "qa_objective",
+    "tagging_loss_weight",
     "mitigation",
     "mitigation_from",
     "mitigation_fraction",
@@ -111,6 +113,11 @@ def create_train_run(ws: Workspace, values: dict[str, Any]) -> str:
         if subset:
             # a subset may hold fewer classes, so its own class indices can differ: re-index by label name
             train = map_labels(train, meta["label_names"] or [], sub_meta["label_names"], subset)
+    if meta["task"] != "qa":
+        for name in ("qa_objective", "tagging_loss_weight"):
+            if cfg.get(name) not in (None, "cls", 0):
+                flag = TRAIN.field(name).flag
+                raise BadInputError(f"{flag} is for QA datasets; '{dataset}' is {meta['task']}: leave it out")
     for _table, emeta in evals:
         if emeta["task"] != meta["task"]:
             raise BadInputError(

