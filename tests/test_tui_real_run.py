@@ -24,7 +24,7 @@ from tui_app.screens.examples import PAGE_SIZE, ExamplesScreen
 from tui_app.screens.help import HelpScreen
 from tui_app.screens.home import HomeScreen
 from tui_app.screens.jobs import JobsScreen
-from tui_app.screens.modal import ConfirmModal
+from tui_app.screens.confirm import ConfirmModal
 from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
 
 pytest_plugins = ["tests.real_run_fixtures"]  # the trained_ws fixture
