@@ -18,13 +18,13 @@ from tests.tui_helpers import make_app, screen_text, settle, wait_until
 from tui_app.page_table import PageTable
 from tui_app.screens.cases import CasesScreen
 from tui_app.screens.compare import CompareScreen
+from tui_app.screens.confirm import ConfirmModal
 from tui_app.screens.datamap import DataMapScreen
 from tui_app.screens.detail import DetailScreen
 from tui_app.screens.examples import PAGE_SIZE, ExamplesScreen
 from tui_app.screens.help import HelpScreen
 from tui_app.screens.home import HomeScreen
 from tui_app.screens.jobs import JobsScreen
-from tui_app.screens.confirm import ConfirmModal
 from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
 
 pytest_plugins = ["tests.real_run_fixtures"]  # the trained_ws fixture
