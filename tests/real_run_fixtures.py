@@ -26,7 +26,7 @@ EPOCHS = 2
 DATASET = "sst2-slice"
 HELD = "sst2-held"
 SEEDS = (1, 2)
-TRAIN_ARGS = ("--epochs", str(EPOCHS), "--max-length", "32", "--batch-size", "16", "--lr", "1e-4")
+TRAIN_ARGS = ("--max-length", "32", "--batch-size", "16", "--lr", "1e-4")  # and --epochs
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,19 @@ def train_processes(ws: Workspace, extra: tuple[str, ...] = ()) -> list[subproce
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     procs = []
     for seed in SEEDS:
-        args = ("train", DATASET, *TRAIN_ARGS, "--seed", str(seed), "--eval", HELD, *extra, "--json")
+        args = (
+            "train",
+            DATASET,
+            "--epochs",
+            str(EPOCHS),
+            *TRAIN_ARGS,
+            "--seed",
+            str(seed),
+            "--eval",
+            HELD,
+            *extra,
+            "--json",
+        )
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "tui_app", "--workspace", str(ws.root), *args],

@@ -5,6 +5,10 @@ against numbers a fixture chose."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -12,8 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from textual.widgets import DataTable, Input, Static
 
+from engine import jobs as engine_jobs
+from engine.analysis.progress import progress_label
 from storage.artifacts import shard_scan_sql
 from storage.catalog import open_catalog
+from tests.conftest import run_cli
+from tests.real_run_fixtures import TRAIN_ARGS
 from tests.tui_helpers import make_app, screen_text, settle, wait_until
 from tui_app.page_table import PageTable
 from tui_app.screens.cases import CasesScreen
@@ -24,7 +32,7 @@ from tui_app.screens.detail import DetailScreen
 from tui_app.screens.examples import PAGE_SIZE, ExamplesScreen
 from tui_app.screens.help import HelpScreen
 from tui_app.screens.home import HomeScreen
-from tui_app.screens.jobs import JobsScreen
+from tui_app.screens.jobs import JOB_COLUMNS, JobsScreen
 from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
 
 pytest_plugins = ["tests.real_run_fixtures"]  # the trained_ws fixture
@@ -400,3 +408,132 @@ async def test_help_header_and_quit_on_the_real_workspace(trained_ws):  # noqa: 
         assert isinstance(app.screen, HomeScreen) and app.return_code is None
         await pilot.press("q", "y")
         assert await wait_until(app, pilot, lambda: app.return_code == 0, timeout=10)
+
+
+# ---- items 1 and 6: a real run training in the background ---------------------------------------------------
+
+
+def stop_jobs(ws, pids: list[int]) -> None:  # noqa: ANN001
+    """Never leave a training process behind: let a frozen one go on, cancel it, and wait until every process the
+    test saw is gone (a cancelled job still writes its checkpoint after its status says `cancelled`)."""
+    for job in engine_jobs.list_jobs(ws):
+        if job["alive"]:
+            pids.append(job["pid"])
+            try:
+                os.kill(job["pid"], signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            engine_jobs.cancel(ws, job["run_id"])
+    deadline = time.monotonic() + 60
+    while any(pid_exists(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def home_job_row(app, run_id: str) -> list[str] | None:  # noqa: ANN001
+    home = next(s for s in app.screen_stack if isinstance(s, HomeScreen))
+    table = home.query_one("#jobs", DataTable)
+    for index in range(table.row_count):
+        if table.coordinate_to_cell_key((index, 0)).row_key.value == run_id:
+            return [str(c) for c in table.get_row_at(index)]
+    return None
+
+
+def jobs_row(screen: JobsScreen, run_id: str) -> dict[str, str] | None:
+    return next((dict(zip(JOB_COLUMNS, cells)) for key, cells in screen.last_rows if key == run_id), None)
+
+
+async def test_a_real_run_training_in_the_background(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
+    pids: list[int] = []
+    try:
+        await follow_a_live_run(ws, runs, pids)
+    finally:
+        stop_jobs(ws, pids)
+
+
+async def follow_a_live_run(ws, runs, pids: list[int]) -> None:  # noqa: ANN001
+    # many epochs, so it is still training whenever the test cancels it; the test never waits for its end
+    started = run_cli(
+        ws, "train", runs.dataset, "--epochs", "20", *TRAIN_ARGS, "--seed", "3", "--detach", "--json"
+    )
+    assert started.code == 0, started.stderr
+    run_id = started.json()["run_id"]
+    app = make_app(ws)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        # item 1: the job started from the CLI is on home, training in the background, with its progress
+        assert await wait_until(app, pilot, lambda: home_job_row(app, run_id) is not None, timeout=30)
+        row = home_job_row(app, run_id)
+        assert row[2] in ("starting", "running") and row[3].startswith("epoch 1/20"), row
+
+        # item 6: the jobs screen lists it first (newest first), above the two finished runs
+        await pilot.press("j")
+        await settle(app, pilot)
+        jobs = app.screen
+        assert isinstance(jobs, JobsScreen)
+        assert await wait_until(app, pilot, lambda: len(jobs.last_rows) == 3, timeout=20)
+        assert jobs.last_rows[0][0] == run_id and {k for k, _ in jobs.last_rows[1:]} == {
+            runs.run_a,
+            runs.run_b,
+        }
+        assert await wait_until(
+            app, pilot, lambda: engine_jobs.job_info(ws, run_id)["epochs_done"] >= 1, timeout=180
+        ), jobs_row(jobs, run_id)
+
+        # one reading of progress: frozen (SIGSTOP), the jobs screen, home and `dynascope jobs` say the same
+        pid = engine_jobs.job_info(ws, run_id)["pid"]
+        pids.append(pid)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            job = engine_jobs.job_info(ws, run_id)
+            expected = progress_label(job)
+            assert expected.startswith(f"epoch {job['epochs_done'] + 1}/20  ")
+            jobs.poll()
+            assert await wait_until(
+                app, pilot, lambda: jobs_row(jobs, run_id)["progress"] == expected, timeout=10
+            )
+            listed = run_cli(ws, "jobs", env={"COLUMNS": "400"})
+            assert expected in next(line for line in listed.stdout.splitlines() if run_id in line)
+            home = next(s for s in app.screen_stack if isinstance(s, HomeScreen))
+            home.action_refresh()
+            assert await wait_until(
+                app, pilot, lambda: (home_job_row(app, run_id) or [""] * 4)[3] == expected
+            )
+
+            # cancel asks first: `n` keeps it training, `y` cancels
+            await pilot.press("c")
+            await settle(app, pilot)
+            assert isinstance(app.screen, ConfirmModal) and run_id in screen_text(app)
+            await pilot.press("n")
+            await settle(app, pilot)
+            assert app.screen is jobs and engine_jobs.job_info(ws, run_id)["status"] == "running"
+            assert "cancel requested" not in (ws.run_dir(run_id) / "events.jsonl").read_text()
+            await pilot.press("c")
+            await settle(app, pilot)
+            await pilot.press("y")
+            await settle(app, pilot)
+            assert "cancel requested" in (ws.run_dir(run_id) / "events.jsonl").read_text()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert await wait_until(
+            app, pilot, lambda: jobs_row(jobs, run_id)["status"] == "cancelled", timeout=60
+        )
+        done = engine_jobs.job_info(ws, run_id)["epochs_done"]
+        assert done >= 1 and "R resumes it" in screen_text(app)
+
+        # R resumes the same run from its last complete epoch
+        await pilot.press("R")
+        assert await wait_until(
+            app, pilot, lambda: jobs_row(jobs, run_id)["status"] in ("starting", "running"), timeout=30
+        ), jobs_row(jobs, run_id)
+        assert len(jobs.last_rows) == 3
+        assert f"resume requested after epoch {done}" in "\n".join(jobs.query_one("#job-log").lines)
+        assert not app.errors, app.errors
