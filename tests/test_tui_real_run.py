@@ -32,7 +32,7 @@ from tui_app.screens.detail import DetailScreen
 from tui_app.screens.examples import PAGE_SIZE, ExamplesScreen
 from tui_app.screens.help import HelpScreen
 from tui_app.screens.home import HomeScreen
-from tui_app.screens.jobs import JOB_COLUMNS, JobsScreen
+from tui_app.screens.jobs import JOB_COLUMNS, JobForm, JobsScreen
 from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
 
 pytest_plugins = ["tests.real_run_fixtures"]  # the trained_ws fixture
@@ -367,6 +367,29 @@ async def test_every_screen_of_the_real_workspace_at_80x24(trained_ws):  # noqa:
             await pilot.press("escape")
             await settle(app, pilot)
             assert isinstance(app.screen, HomeScreen) and "home" in header_text(app)
+
+        # the job form scrolls: every field, reached from the keyboard, is in view with its value; escape: home
+        await pilot.press("n")
+        await settle(app, pilot)
+        form = app.screen
+        assert isinstance(form, JobForm)
+        names = [f.name for f in form.form_fields()]
+        assert len(names) > 13
+        assert f"dataset         {runs.dataset}" in screen_text(app)  # the first field, above the focus
+        seen = []
+        for _ in names:
+            field = app.focused
+            assert field is not None and field.id is not None
+            seen.append(field.id.removeprefix("f-"))
+            assert 0 <= field.region.y and field.region.bottom <= size[1], (field.id, field.region)
+            value = getattr(field, "value", None)
+            if isinstance(field, Input) and value:
+                assert value in screen_text(app), (field.id, value)
+            await pilot.press("tab")
+        assert seen == [*names[1:], "launch"], seen  # every field in turn, then the launch button
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HomeScreen)
         assert not app.errors
 
 
