@@ -211,3 +211,34 @@ def test_qa_attack_on_a_classification_method_is_refused(qa_v2):
     ws, run_id = qa_v2
     result = run_cli(ws, "attack", run_id, "squad2", "--method", "char-swap")
     assert result.code == 2 and "needs a classification run" in result.stderr and "negation" in result.stderr
+
+
+async def test_the_app_browses_qa_attack_rows(qa_v2, negation, rename):
+    from tests.tui_helpers import make_app, settle
+    from tui_app.screens.attacks import AttacksScreen
+
+    ws, _ = qa_v2
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_attacks(rename["run_id"])
+        await settle(app, pilot, rounds=4)
+        screen = app.screen
+        assert isinstance(screen, AttacksScreen) and screen.chosen == rename["run_id"]
+        assert len(screen.examples) == N_QUESTIONS
+        title = str(screen.query_one("#attacks-title").render())
+        f1 = rename["attack"]["f1"]
+        assert f"F1 {100 * rename['attack']['clean_f1']:.1f} -> {100 * f1:.1f}" in title
+        detail = str(screen.query_one("#attack-detail").render())
+        first = screen.examples[0]
+        assert first["status"] != "unattackable" and first["example_id"] in detail
+        assert json.loads(first["perturbed_answers"])[0]["text"] in detail
+        for _ in range(4):  # status filter: all -> succeeded -> failed -> wrong-before -> unattackable
+            await pilot.press("s")
+        await settle(app, pilot, rounds=4)
+        assert screen.status == "unattackable"
+        assert screen.examples and all(r["status"] == "unattackable" for r in screen.examples)
+        assert f"not attacked: {screen.examples[0]['reason']}" in str(
+            screen.query_one("#attack-detail").render()
+        )
+        assert not app.errors

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-QA_METHODS = ("negation", "entity-rename")
+from engine.analysis.attacks import QA_METHODS
 
 AUXILIARIES = frozenset(
     "is are was were am has have had will would can could shall should may might must does do did".split()
@@ -179,8 +179,6 @@ def attack_example(example: QAExample, method: str, seed: int) -> Attacked:
 
 
 # ---- result rows and figures ------------------------------------------------------------------------------
-
-QA_STATUSES = ("succeeded", "failed", "wrong-before", "unattackable")
 
 
 def result_rows(

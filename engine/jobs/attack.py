@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.analysis.attacks import QA_METHODS  # engine.evaluation.qa_attacks implements each
 from engine.errors import BadInputError
 from engine.jobs.runs import export_dataset, write_run
 from engine.jobs.spec import Field, JobKind
@@ -33,7 +34,6 @@ from storage.catalog import open_catalog
 from storage.workspace import Workspace
 
 CLASSIFICATION_METHODS = ("pgd", "word-swap", "char-swap")  # engine.evaluation.attacks implements each
-QA_METHODS = ("negation", "entity-rename")  # engine.evaluation.qa_attacks (the same tuple)
 METHODS = CLASSIFICATION_METHODS + QA_METHODS
 INPUT = "attack.parquet"
 PART_SIZE = 8  # examples per part file: what a cancel or a kill can lose at most
