@@ -16,36 +16,12 @@ import pytest
 from engine.evaluation.qa_attacks import QAExample, rename_entity, sentence_span
 from storage.artifacts import attack_results_path
 from tests.conftest import run_cli
-from tests.test_evaluation import squad_file
+from tests.qa_v2_fixture import N_QUESTIONS, ONE_THREAD
 
-N_QUESTIONS = 40
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+pytest_plugins = ["tests.qa_v2_fixture"]
 AUXILIARIES = set(
     "is are was were am has have had will would can could shall should may might must does do did".split()
 )
-
-
-@pytest.fixture(scope="module")
-def qa_v2(tmp_path_factory, data_dir):
-    from storage.workspace import Workspace
-
-    tmp = tmp_path_factory.mktemp("qa-attack")
-    ws = Workspace(tmp / "ws").create()
-    content, _ = squad_file(
-        data_dir / "squad_v2.0" / "dev-v2.0-reconstructed.json.gz", lambda q, i: i < N_QUESTIONS
-    )
-    path = tmp / "squad2.json"
-    path.write_text(json.dumps(content))
-    assert run_cli(ws, "import", str(path), "--name", "squad2").code == 0
-    trained = run_cli(
-        ws,
-        "train",
-        "squad2",
-        *("--max-length", "64", "--epochs", "1", "--batch-size", "8", "--lr", "1e-4", "--json"),
-        env=ONE_THREAD,
-    )
-    assert trained.code == 0, trained.stderr
-    return ws, trained.json()["run_id"]
 
 
 def attack(ws, run_id: str, method: str) -> dict:
