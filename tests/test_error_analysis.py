@@ -172,3 +172,28 @@ def test_error_table_counts_fooled_variants_by_nearest_region():
         "hard": {"originals_right": 1, "fooled": 1},
         "easy": {"originals_right": 1, "fooled": 0},
     }
+
+
+async def test_the_app_shows_the_error_analysis_table(analysed):
+    from textual.widgets import DataTable
+
+    from tests.tui_helpers import make_app, settle, wait_until
+    from tui_app.screens.errors import ErrorAnalysisScreen
+
+    ws, run_id, result = analysed
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_error_analysis()  # the newest evaluation on an adversarial set: addonesent
+        screen = app.screen
+        assert isinstance(screen, ErrorAnalysisScreen)
+        assert await wait_until(app, pilot, lambda: bool(screen.questions), timeout=120)  # loads the encoder
+        await settle(app, pilot)
+        assert screen.chosen == (run_id, "addonesent")
+        table = screen.query_one("#errors", DataTable)
+        assert table.row_count == len(result["questions"])
+        assert [q["original_id"] for q in screen.questions] == [q["original_id"] for q in result["questions"]]
+        first = result["questions"][0]
+        detail = str(screen.query_one("#errors-detail").render())
+        assert first["original_id"] in detail and first["variants"][0]["example_id"] in detail
+        assert not app.errors

@@ -179,3 +179,13 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "by_nearest_region": by_region,
     }
+
+
+def adversarial_evaluations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(run, set) of every evaluation on a set with adversarial variants, newest first: what can be analysed."""
+    found = con.execute(
+        """SELECT ev.run_id, ev.eval_set FROM evaluations ev
+           WHERE ev.eval_set IN (SELECT DISTINCT dataset FROM examples WHERE orig_id IS NOT NULL)
+           ORDER BY ev.created_at DESC, ev.run_id, ev.eval_set"""
+    ).fetchall()
+    return [(str(run), str(name)) for run, name in found]
