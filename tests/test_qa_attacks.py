@@ -218,3 +218,21 @@ async def test_the_app_browses_qa_attack_rows(qa_v2, negation, rename):
             screen.query_one("#attack-detail").render()
         )
         assert not app.errors
+
+
+def test_compare_table_counts_attacked_examples_only(qa_v2, negation, rename):
+    ws, run_id = qa_v2
+    result = run_cli(ws, "compare", run_id, "--json")
+    assert result.code == 0, result.stderr
+    (row,) = result.json()
+    assert row["dataset"] == "squad2" and set(row["attacks"]) == {"negation", "entity-rename"}
+    for summary in (negation, rename):
+        assert row["attacks"][summary["attack"]["method"]]["aua"] == pytest.approx(summary["attack"]["aua"])
+    attacked = {
+        r["example_id"]: r["correct_before"]
+        for s in (negation, rename)
+        for r in stored_rows(ws, s["run_id"])
+        if r["status"] != "unattackable"
+    }
+    assert row["n_examples"] == len(attacked)  # Clean% beside the Aua%: the examples some attack changed
+    assert row["clean_accuracy"] == pytest.approx(sum(attacked.values()) / len(attacked))

@@ -130,6 +130,7 @@ def attack_table(con: duckdb.DuckDBPyConnection, runs: list[str] | None = None) 
                SELECT l.source_run, l.dataset, x.example_id,
                       arg_max(x.correct_before, l.attacked_at) AS correct_before
                FROM latest l JOIN attack_results x ON x.run_id = l.run_id
+               WHERE x.status <> 'unattackable'  -- a QA attack's Aua% counts attacked examples only
                GROUP BY ALL
            ),
            clean AS (

@@ -59,14 +59,17 @@ class DatasetLineage:
 
 def set_groups(rows: list[dict[str, Any]], runs: list[str] | None = None) -> dict[str, str]:
     """Each evaluation set's group over the evaluations of `runs` (default all): the runs' common group, or
-    "mixed" when the runs disagree (runs trained on different data); sets in GROUPS order, then by name."""
+    "mixed" when the runs disagree (runs trained on different data); sets in GROUPS order, within a group in
+    the order the evaluations come (oldest run first)."""
     found: dict[str, set[str]] = {}
     for row in rows:
         if runs is None or row["run_id"] in runs:
             found.setdefault(row["eval_set"], set()).add(row["group"])
     groups = {name: next(iter(g)) if len(g) == 1 else "mixed" for name, g in found.items()}
     order = {g: i for i, g in enumerate(GROUPS)}
-    return dict(sorted(groups.items(), key=lambda kv: (order.get(kv[1], len(GROUPS)), kv[0])))
+    return dict(
+        sorted(groups.items(), key=lambda kv: order.get(kv[1], len(GROUPS)))
+    )  # stable: keeps the order
 
 
 def evaluations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
