@@ -59,7 +59,8 @@ def test_fooled_variants_and_inserted_spans_recount_from_the_stored_predictions(
                 bool(pred) and pred in v["inserted"],
                 bool(pred) and pred in original["text_pair"],
             )
-            assert v["from_inserted"] == (in_ins if in_ins != in_orig and pred.strip(" .,") else None)
+            answered = any(ch.isalnum() for ch in pred or "")
+            assert v["from_inserted"] == (in_ins if in_ins != in_orig and answered else None)
         assert q["fooled"] == [v["example_id"] for v in q["variants"] if v["fooled"]]
     assert n_variants >= 8
     s = result["summary"]

@@ -6,7 +6,7 @@ help on AddOneSent but not on AddSent?), torch-free: per original question of an
 - whether a variant's predicted span came from the inserted sentence: the variant's context is the original's
   with a distractor inserted (`inserted_span`); `from_inserted` is True when the predicted text occurs in the
   inserted text and nowhere in the original context, False when only in the original context, None when it
-  cannot tell (no answer, both, or a span across the boundary);
+  cannot tell (no answer or no letter or digit, both, or a span across the boundary);
 - the training-map region of the original's nearest training examples: `neighbours` (from
   engine.evaluation.neighbours: the run's encoder, mean-pooled, cosine) with their cartography region under the
   default bounds (engine.analysis.regions), counted per region.
@@ -27,7 +27,6 @@ import duckdb
 from engine.analysis.regions import CARTOGRAPHY_REGIONS, region_sql
 from engine.analysis.sql import rows_as_dicts
 from engine.errors import BadInputError
-from engine.tasks.squad_metric import normalize_answer
 
 
 def inserted_span(original: str, variant: str) -> tuple[int, int] | None:
@@ -39,8 +38,8 @@ def inserted_span(original: str, variant: str) -> tuple[int, int] | None:
 
 
 def from_inserted(prediction: str | None, original: str, inserted: str) -> bool | None:
-    if not prediction or not normalize_answer(prediction):
-        return None
+    if not prediction or not any(ch.isalnum() for ch in prediction):
+        return None  # no answer (or a lone punctuation mark): nowhere to come from
     in_inserted, in_original = prediction in inserted, prediction in original
     if in_inserted != in_original:
         return in_inserted
