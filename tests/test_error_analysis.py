@@ -69,11 +69,16 @@ def test_fooled_variants_and_inserted_spans_recount_from_the_stored_predictions(
 
 
 def test_neighbours_are_training_examples_with_their_map_region(analysed):
+    from engine.analysis.bounds import run_bounds
     from engine.analysis.regions import region_of
+    from storage.catalog import open_catalog
 
     ws, run_id, result = analysed
+    with open_catalog(ws) as con:  # the boundaries the run's data map shows
+        bounds, rule = run_bounds(con, run_id, "cartography", None)
+    assert result["regions"] == rule
     metrics = {
-        r["example_id"]: region_of("cartography", None, r["variability"], r["confidence"])
+        r["example_id"]: region_of("cartography", bounds, r["variability"], r["confidence"])
         for r in sql(
             ws, f"SELECT example_id, confidence, variability FROM example_metrics WHERE run_id = '{run_id}'"
         )

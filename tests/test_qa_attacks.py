@@ -16,9 +16,9 @@ import pytest
 from engine.evaluation.qa_attacks import QAExample, rename_entity, sentence_span
 from storage.artifacts import attack_results_path
 from tests.conftest import run_cli
-from tests.qa_v2_fixture import N_QUESTIONS, ONE_THREAD
 
 pytest_plugins = ["tests.qa_v2_fixture"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 AUXILIARIES = set(
     "is are was were am has have had will would can could shall should may might must does do did".split()
 )
@@ -44,11 +44,17 @@ def rename(qa_v2):
     return attack(*qa_v2, "entity-rename")
 
 
+def n_questions(ws) -> int:
+    return run_cli(ws, "sql", "SELECT count(*) AS n FROM examples WHERE dataset = 'squad2'", "--json").json()[
+        0
+    ]["n"]
+
+
 def stored_rows(ws, attack_run: str) -> list[dict]:
     rows = run_cli(
         ws, "sql", f"SELECT * FROM attack_results WHERE run_id = '{attack_run}' ORDER BY example_id", "--json"
     ).json()
-    assert len(rows) == N_QUESTIONS  # every example has a row: attacked or counted with a reason
+    assert len(rows) == n_questions(ws)  # every example has a row: attacked or counted with a reason
     return rows
 
 
@@ -120,7 +126,7 @@ def test_negation_scores_count_abstentions_and_equal_a_recount(qa_v2, negation):
     assert figures["clean_accuracy"] == pytest.approx(recount_clean)
     assert figures["clean_f1"] == pytest.approx(sum(r["f1_before"] for r in attacked) / len(attacked))
     unattackable = [r for r in rows if r["status"] == "unattackable"]
-    assert figures["n_unattackable"] == len(unattackable) and figures["n_examples"] == N_QUESTIONS
+    assert figures["n_unattackable"] == len(unattackable) and figures["n_examples"] == n_questions(ws)
     # half the v2.0 questions have no answer: they cannot be negated, and say so
     assert {r["reason"] for r in unattackable} >= {"unanswerable"}
     assert all(r["reason"] and r["perturbed_text"] is None for r in unattackable)
@@ -201,7 +207,7 @@ async def test_the_app_browses_qa_attack_rows(qa_v2, negation, rename):
         await settle(app, pilot, rounds=4)
         screen = app.screen
         assert isinstance(screen, AttacksScreen) and screen.chosen == rename["run_id"]
-        assert len(screen.examples) == N_QUESTIONS
+        assert len(screen.examples) == n_questions(ws)
         title = str(screen.query_one("#attacks-title").render())
         f1 = rename["attack"]["f1"]
         assert f"F1 {100 * rename['attack']['clean_f1']:.1f} -> {100 * f1:.1f}" in title

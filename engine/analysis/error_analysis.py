@@ -9,7 +9,7 @@ help on AddOneSent but not on AddSent?), torch-free: per original question of an
   cannot tell (no answer or no letter or digit, both, or a span across the boundary);
 - the training-map region of the original's nearest training examples: `neighbours` (from
   engine.evaluation.neighbours: the run's encoder, mean-pooled, cosine) with their cartography region under the
-  default bounds (engine.analysis.regions), counted per region.
+  boundaries of the run's data map (fitted to the run, engine.analysis.bounds), counted per region.
 
 `adversarial_questions` reads what the catalog has (the set's examples with the run's stored predictions);
 `error_table` joins in the neighbours' regions and makes the rows the app and `dynascope error-analysis` show.
@@ -105,13 +105,17 @@ def adversarial_questions(con: duckdb.DuckDBPyConnection, run_id: str, eval_set:
     return [q for q in by_original.values() if q["variants"]]
 
 
-def training_examples(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
-    """The run's training examples that have map metrics, with their cartography region (default bounds)."""
+def training_examples(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[dict[str, Any]], str]:
+    """The run's training examples that have map metrics, with their cartography region under the boundaries
+    the run's data map uses (fitted to the run, engine.analysis.bounds), and that rule in words."""
+    from engine.analysis.bounds import run_bounds
+
     row = con.execute("SELECT dataset FROM runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
         raise BadInputError(f"no run named '{run_id}'; see `dynascope runs`")
+    bounds, rule = run_bounds(con, run_id, "cartography", None)
     cur = con.execute(
-        f"""SELECT m.example_id, {region_sql("cartography")} AS region, m.confidence, m.variability,
+        f"""SELECT m.example_id, {region_sql("cartography", bounds)} AS region, m.confidence, m.variability,
                    e.text AS question, e.text_pair AS context
             FROM example_metrics m JOIN examples e ON e.dataset = ? AND e.example_id = m.example_id
             WHERE m.run_id = ? ORDER BY e.row_idx""",
@@ -120,7 +124,7 @@ def training_examples(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[
     found = rows_as_dicts(cur)
     if not found:
         raise BadInputError(f"run {run_id} has no training map (no example metrics): nothing to compare with")
-    return found
+    return found, rule
 
 
 def error_table(

@@ -60,6 +60,7 @@ def error_analysis_cmd(run: str, eval_set: str, k: int, workspace: str | None, a
         f"{s['n_fooled_from_inserted']} of {s['n_fooled_variants']} fooled variants answered from the inserted "
         "sentence. inserted: variants (any) whose predicted span lies in the inserted sentence only."
     )
+    click.echo(f"regions: {result['regions']}")
 
 
 COMMANDS = (error_analysis_cmd,)

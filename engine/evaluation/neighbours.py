@@ -61,7 +61,7 @@ def error_analysis(ws: Workspace, run_id: str, eval_set: str, k: int = 5) -> dic
     with open_catalog(ws) as con:
         sync(ws, con)
         questions = ea.adversarial_questions(con, run_id, eval_set)
-        training = ea.training_examples(con, run_id)
+        training, rule = ea.training_examples(con, run_id)
     run_dir = ws.run_dir(run_id)
     cfg = TrainConfig.from_dict(read_config(run_dir) or {})
     model = load_run_model(run_dir, cfg)
@@ -75,4 +75,12 @@ def error_analysis(ws: Workspace, run_id: str, eval_set: str, k: int = 5) -> dic
         for q, near in zip(questions, found)
     }
     rows = ea.error_table(questions, neighbours, {t["example_id"]: t["region"] for t in training})
-    return {"run_id": run_id, "eval_set": eval_set, "k": k, "summary": ea.summary(rows), "questions": rows}
+    summary = ea.summary(rows)
+    return {
+        "run_id": run_id,
+        "eval_set": eval_set,
+        "k": k,
+        "regions": rule,
+        "summary": summary,
+        "questions": rows,
+    }
