@@ -27,6 +27,7 @@ from tui_app.screens.cases import CasesScreen
 from tui_app.screens.compare import CompareScreen
 from tui_app.screens.datamap import DataMapScreen
 from tui_app.screens.detail import DetailScreen
+from tui_app.screens.errors import ErrorAnalysisScreen
 from tui_app.screens.examples import ExamplesScreen
 from tui_app.screens.home import HomeScreen
 from tui_app.screens.jobs import JobsScreen
@@ -168,6 +169,9 @@ class DynascopeApp(App[None]):
     def open_attacks(self, run_id: str | None = None) -> None:
         self.push_screen(AttacksScreen(run_id))
 
+    def open_error_analysis(self, run_id: str | None = None, eval_set: str | None = None) -> None:
+        self.push_screen(ErrorAnalysisScreen(run_id, eval_set))
+
     def go_home(self) -> None:
         while len(self.screen_stack) > 2:
             self.pop_screen()
@@ -193,6 +197,11 @@ class DynascopeApp(App[None]):
         yield SystemCommand("SQL console", "Read-only SQL over the catalog", self.open_sql)
         yield SystemCommand(
             "Attacks", "Clean%, Aua%, #Query per attack; examples with the changed words", self.open_attacks
+        )
+        yield SystemCommand(
+            "Error analysis",
+            "Adversarial variants that fooled a run, spans from the inserted sentence, nearest training regions",
+            self.open_error_analysis,
         )
         seen = set()
         for active in screen.active_bindings.values():

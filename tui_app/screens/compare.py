@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
 from engine.analysis.attacks import attack_methods, attack_table, table3_values
-from engine.analysis.evaluations import evaluations, metric_names
+from engine.analysis.evaluations import evaluations, metric_names, set_groups
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import BarChart
 
@@ -106,7 +106,8 @@ class CompareScreen(BaseScreen):
         chosen = set(self.query_one(SelectionList).selected)
         everyone = dict.fromkeys(row["run_id"] for row in self.rows + self.attacks)
         runs = [r for r in everyone if r in chosen]
-        sets = list(dict.fromkeys(row["eval_set"] for row in self.rows))
+        set_group = set_groups(self.rows)  # in-domain, adversarial, shift (engine.analysis.evaluations)
+        sets = list(set_group)
         value = {(row["run_id"], row["eval_set"]): row["metrics"] for row in self.rows}
         metric = self.metric or ""
         attack_names, attack_cells = self.attack_columns(runs)
@@ -128,8 +129,10 @@ class CompareScreen(BaseScreen):
                 cells.append("" if v is None else f"{v:.3f}" if v <= 1 else f"{v:.1f}")
             rows.append([run, *cells, *attack_cells.get(run, [""] * len(attack_names))])
         # explicit widths: the table is rebuilt often and must not depend on when Textual measures it
-        table.header_height = 2 if attack_names else 1  # an attack column's label: the method over the figure
-        for index, name in enumerate(["run", *sets, *attack_names]):
+        table.header_height = (
+            2  # a set's label: its group over its name; an attack's: the method over the figure
+        )
+        for index, name in enumerate(["run", *[f"{set_group[s]}\n{s}" for s in sets], *attack_names]):
             width = max(len(line) for line in name.split("\n"))
             table.add_column(name, width=max([width] + [len(r[index]) for r in rows]))
         for row in rows:
