@@ -24,3 +24,39 @@ def tui_ws(tui_template: tuple[Path, dict[str, str]], tmp_path: Path) -> Workspa
     root = tmp_path / "ws"
     shutil.copytree(tui_template[0], root)
     return Workspace(root)
+
+
+# ---- a workspace built by a real small training run (the run view, names, case-study exports) ---------------
+
+REAL_EVAL_SET = "sst2-dev-64"  # the first 64 examples of SST-2 dev: scored after every epoch, cheaply
+# The settings of the real runs: the offline MiniLM on 32 SST-2 examples, 2 epochs of 4 steps, the --eval set
+# scored after each epoch (per-epoch evaluation curves) and at the end.
+REAL_TRAIN_ARGS = (
+    "--limit", "32", "--epochs", "2", "--max-length", "32", "--batch-size", "8",
+    "--eval", REAL_EVAL_SET, "--eval-each-epoch",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def real_run_template(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, str]:
+    """SST-2 dev imported, and one run named `baseline` trained for real through the CLI (about 20-40 s)."""
+    from tests.conftest import run_cli
+    from tests.tui_helpers import import_dataset
+
+    ws = Workspace(tmp_path_factory.mktemp("real-run") / "ws").create()
+    import_dataset(ws, data_dir / "sst2" / "dev.tsv", "sst2-dev")
+    import_dataset(ws, data_dir / "sst2" / "dev.tsv", REAL_EVAL_SET, limit=64)
+    done = run_cli(ws, "train", "sst2-dev", "--name", "baseline", *REAL_TRAIN_ARGS)
+    assert done.code == 0, done.stderr
+    listed = run_cli(ws, "runs", "--json")
+    assert listed.code == 0, listed.stderr
+    (run_id,) = [r["run_id"] for r in listed.json() if r["name"] == "baseline"]
+    return ws.root, run_id
+
+
+@pytest.fixture
+def real_ws(real_run_template: tuple[Path, str], tmp_path: Path) -> Workspace:
+    """A private copy of the real-run workspace, without the weights (no test here reads them)."""
+    root = tmp_path / "ws"
+    shutil.copytree(real_run_template[0], root, ignore=shutil.ignore_patterns("checkpoints", "model"))
+    return Workspace(root)

@@ -159,7 +159,7 @@ def sql_cmd(
 @json_option
 @user_errors
 def runs_cmd(workspace: str | None, as_json: bool) -> None:
-    """List runs: id, kind, what it trained on (a selection's name for a retrain), origin, status, epochs. A run
+    """List runs: id, name, kind, what it trained on (a selection's name for a retrain), origin, status, epochs. A run
     folder that cannot be read is listed as `broken`, with the reason."""
     from engine.analysis.runs import list_runs
 
@@ -171,10 +171,11 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
         return
     print_table(
         "runs",
-        ["run_id", "kind", "trained on", "origin", "status", "epochs", "created_at"],
+        ["run_id", "name", "kind", "trained on", "origin", "status", "epochs", "created_at"],
         [
             [
                 r["run_id"],
+                r.get("name") or "",
                 r["kind"],
                 r["trained_on"],
                 r["origin"] or "",

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.analysis.datasets import list_datasets
 from engine.analysis.progress import progress_of, workspace_fingerprint
-from engine.analysis.runs import runs_overview
+from engine.analysis.runs import run_label, runs_overview
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import fill_table
 
@@ -59,6 +59,7 @@ class HomeScreen(BaseScreen):
         Binding("e", "examples", "Examples", id="home.examples"),
         Binding("c", "cases", "Case studies", id="home.cases", show=False),
         Binding("j", "jobs", "Jobs", id="home.jobs"),
+        Binding("t", "curves", "Curves", id="home.curves", show=False),
         Binding("v", "compare", "Compare", id="home.compare", show=False),
         Binding("s", "sql", "SQL", id="home.sql", show=False),
         Binding("n", "new_job", "New job", id="home.new_job"),
@@ -136,7 +137,7 @@ class HomeScreen(BaseScreen):
                 (
                     r["run_id"],
                     [
-                        r["run_id"],
+                        run_label(r),
                         r["kind"],
                         r["dataset"] or "",
                         r["status"],
@@ -155,7 +156,7 @@ class HomeScreen(BaseScreen):
                 (
                     j["run_id"],
                     [
-                        j["run_id"],
+                        run_label(j),
                         j.get("kind") or "",
                         j["status"],
                         progress_text(j),
@@ -217,6 +218,14 @@ class HomeScreen(BaseScreen):
 
     def action_jobs(self) -> None:
         self.app.open_jobs()  # type: ignore[attr-defined]
+
+    def action_curves(self) -> None:
+        """The live curves of the job (jobs table focused) or run under the cursor."""
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.id == "jobs" and self.selected("#jobs"):
+            self.app.open_run_view(self.selected("#jobs"))  # type: ignore[attr-defined]
+        else:
+            self.app.open_run_view(self.selected_run())  # type: ignore[attr-defined]
 
     def action_compare(self) -> None:
         self.app.open_compare()  # type: ignore[attr-defined]

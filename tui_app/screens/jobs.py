@@ -18,7 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 
 from engine.analysis.datasets import list_datasets
 from engine.analysis.progress import JobFollower, progress_of
-from engine.analysis.runs import runs_overview
+from engine.analysis.runs import run_label, runs_overview
 from engine.errors import BadInputError
 from engine.jobs import list_jobs
 from engine.jobs.registry import KINDS
@@ -289,6 +289,7 @@ class JobsScreen(BaseScreen):
         Binding("n", "new", "New job", id="jobs.new"),
         Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
         Binding("m", "map", "Data map", id="jobs.map"),
+        Binding("t", "curves", "Curves", id="jobs.curves"),
         Binding("r", "refresh", "Refresh", id="jobs.refresh"),
     ]
     DEFAULT_CSS = """
@@ -381,7 +382,7 @@ class JobsScreen(BaseScreen):
                 (
                     job["run_id"],
                     [
-                        job["run_id"],
+                        run_label(job),
                         str(job.get("kind") or ""),
                         str(job.get("dataset") or ""),
                         status,
@@ -525,3 +526,6 @@ class JobsScreen(BaseScreen):
 
     def action_map(self) -> None:
         self.app.open_map(self.selected_run())  # type: ignore[attr-defined]
+
+    def action_curves(self) -> None:
+        self.app.open_run_view(self.selected_run())  # type: ignore[attr-defined]
