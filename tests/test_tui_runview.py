@@ -84,11 +84,10 @@ async def test_run_view_draws_a_finished_runs_own_numbers(real_ws, real_run_temp
         col = shown.table_columns.index("train_accuracy")
         assert shown.table_rows[1][col] == f"{epochs[1]['train_accuracy']:.4f}"
         text = screen_text(app)
-        assert "baseline · sst2-dev" in text and "loss (step loss · epoch mean)" in text
+        assert "baseline · sst2-dev" in text and "loss (per step · epoch mean)" in text
 
-        await pilot.press("m")  # the next metric: the plot follows
-        await settle(app, pilot)
-        assert view.last is not None and view.last.metric != EVAL_METRIC and view.metric == view.last.metric
+        # one run: loss and training accuracy are drawn anyway; `m` picks the third curve among the others
+        assert view.choices == [EVAL_METRIC]
         polls = view.polls
         await pilot.resize_terminal(80, 24)  # the plots re-bin to the new width and stay readable
         await settle(app, pilot)
@@ -222,7 +221,19 @@ async def live_compare_and_export(ws, baseline: str) -> None:  # noqa: ANN001
         ]
         assert differ["name"] == names and "epochs" not in differ and "batch_size" not in differ
         assert shown.table_columns == ["setting", *names]
-        assert "setting" in screen_text(app) and not app.errors
+        assert "setting" in screen_text(app)
+
+        await pilot.press("m")  # the next metric: every run's curve of it
+        await settle(app, pilot)
+        shown = overlay.last
+        assert shown is not None and shown.metric == overlay.choices[1] == "train_loss"
+        for curve, run in zip(shown.metric_lines, overlay.run_ids):
+            per_epoch = epoch_metrics(ws, run)
+            assert curve.x == [1.0, 2.0] and curve.y == [
+                per_epoch[0]["train_loss"],
+                per_epoch[1]["train_loss"],
+            ]
+        assert "train_loss  (m: next metric)" in screen_text(app) and not app.errors
 
 
 async def test_case_study_exports_are_named_kept_and_annotated(real_ws, real_run_template) -> None:  # noqa: ANN001

@@ -170,14 +170,21 @@ class RunViewScreen(BaseScreen):
             names += [n for n in curves.epoch_metric_names() if n not in names]
         evals = [n for n in names if n.startswith("eval/")]
         others = [n for n in names if not n.startswith("eval/")]
-        return evals + others + ([STEP_ACCURACY] if not self.several else [])
+        if self.several:
+            return evals + others + [STEP_ACCURACY]
+        # one run: its loss and training accuracy are drawn anyway; the choice adds a third curve
+        return evals + [n for n in others if n not in ("train_loss", "train_accuracy")]
 
     def build(self, metric: str | None, changed: bool) -> CurvesPolled:
         choices = self.metric_choices()
         if metric not in choices:
             metric = choices[0] if choices else None
         several = self.several
-        loss_lines = [c.step_curve("loss") for c in self.curves]
+        # a run from before the step log (no steps.jsonl): its epoch means stand in for its steps when overlaid
+        loss_lines = [
+            c.step_curve("loss") if c.steps or not several else c.epoch_curve("train_loss")
+            for c in self.curves
+        ]
         loss_points = [] if several else [c.epoch_curve("train_loss") for c in self.curves]
         metric_lines: list[Curve] = []
         metric_points: list[Curve] = []
@@ -192,10 +199,7 @@ class RunViewScreen(BaseScreen):
         elif self.curves:
             c = self.curves[0]
             metric_lines.append(c.step_curve("accuracy"))
-            shown = ["train_accuracy"] + (
-                [metric] if metric not in (None, STEP_ACCURACY, "train_accuracy") else []
-            )
-            metric_points = [c.epoch_curve(m) for m in shown]
+            metric_points = [c.epoch_curve(m) for m in ["train_accuracy", *([metric] if metric else [])]]
         for curve in loss_lines + metric_lines:
             if several:
                 curve.label = curve.label.split(" ")[0]  # one colour per run: the run's label says it all
@@ -252,16 +256,14 @@ class RunViewScreen(BaseScreen):
         self.metric = message.metric
         self.last = message
         self.query_one("#run-title", Static).update(Text(message.title))
-        which = "step loss" + ("" if self.several else " · epoch mean")
+        which = "per step, by run" if self.several else "per step · epoch mean"
         self.query_one("#loss-plot", CurvePlot).set_curves(
             f"loss ({which})", message.loss_lines, message.loss_points, "no steps logged yet"
         )
-        metric = self.metric or "accuracy"
-        title = (
-            f"{metric}  (m: next metric)" if self.several else f"accuracy/step · train_accuracy · {metric}"
-        )
-        if not self.several and metric in (STEP_ACCURACY, "train_accuracy"):
-            title = "accuracy/step · train_accuracy  (m: next metric)"
+        if self.several:
+            title = f"{self.metric or 'no metric yet'}  (m: next metric)"
+        else:
+            title = "accuracy/step · train_accuracy" + (f" · {self.metric}  (m: next)" if self.metric else "")
         self.query_one("#metric-plot", CurvePlot).set_curves(
             title, message.metric_lines, message.metric_points, "no epoch finished yet"
         )
