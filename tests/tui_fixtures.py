@@ -46,12 +46,9 @@ def real_run_template(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) 
     ws = Workspace(tmp_path_factory.mktemp("real-run") / "ws").create()
     import_dataset(ws, data_dir / "sst2" / "dev.tsv", "sst2-dev")
     import_dataset(ws, data_dir / "sst2" / "dev.tsv", REAL_EVAL_SET, limit=64)
-    done = run_cli(ws, "train", "sst2-dev", "--name", "baseline", *REAL_TRAIN_ARGS)
+    done = run_cli(ws, "train", "sst2-dev", "--name", "baseline", *REAL_TRAIN_ARGS, "--json")
     assert done.code == 0, done.stderr
-    listed = run_cli(ws, "runs", "--json")
-    assert listed.code == 0, listed.stderr
-    (run_id,) = [r["run_id"] for r in listed.json() if r["name"] == "baseline"]
-    return ws.root, run_id
+    return ws.root, done.json()["run_id"]
 
 
 @pytest.fixture

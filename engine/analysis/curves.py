@@ -86,7 +86,10 @@ class RunCurves:
         run_dir = self.ws.run_dir(self.run_id)
         self.follower = JobFollower(run_dir)
         self.step_tail = StepTail(run_dir)
-        self.sorted_steps: list[tuple[int, int]] = []
+        # the per-step curves as columns, appended to as steps arrive in order (a long run's poll then costs what
+        # it reads); rebuilt from `steps` when a resumed epoch's redone steps come again
+        self.columns: dict[str, list[float | None]] = {"x": [], **{m: [] for m in STEP_METRICS}}
+        self.last_key: tuple[int, int] = (-1, 0)
 
     @property
     def state(self) -> RunState:
@@ -130,10 +133,18 @@ class RunCurves:
             self.problem = f"cannot read events.jsonl: {exc.strerror or exc}"
             return True
         rows = self.step_tail.read_new()
+        in_order = True
         for row in rows:
-            self.steps[(row["epoch"], row["step"])] = row  # a resumed epoch's redone step replaces the first
-        if rows:
-            self.sorted_steps = sorted(self.steps)
+            key = (row["epoch"], row["step"])
+            self.steps[key] = row  # a resumed epoch's redone step replaces the first
+            if in_order and key > self.last_key:
+                self.append_step(key, row)
+            else:
+                in_order = False
+        if not in_order:
+            self.columns = {name: [] for name in self.columns}
+            for key in sorted(self.steps):
+                self.append_step(key, self.steps[key])
         for event in events:
             metrics = event.get("metrics")
             if not isinstance(metrics, dict):
@@ -158,18 +169,20 @@ class RunCurves:
 
     # ---- the curves ----------------------------------------------------------------------------------
 
+    def append_step(self, key: tuple[int, int], row: dict[str, Any]) -> None:
+        self.last_key = key
+        self.columns["x"].append(key[0] + key[1] / (row.get("steps") or key[1]))
+        for name in STEP_METRICS:
+            value = row.get(name)
+            self.columns[name].append(None if value is None else float(value))
+
     def step_curve(self, metric: str) -> Curve:
         """A per-step metric (loss, accuracy, lr) against epochs; steps without the value are left out."""
-        x, y = [], []
-        for key in self.sorted_steps:
-            row = self.steps[key]
-            value = row.get(metric)
-            if value is None:
-                continue
-            steps = row.get("steps") or key[1]
-            x.append(key[0] + key[1] / steps)
-            y.append(float(value))
-        return Curve(f"{self.label} {metric}/step", x, y)
+        values = self.columns[metric]
+        if all(v is not None for v in values):
+            return Curve(f"{self.label} {metric}/step", list(self.columns["x"]), list(values))  # type: ignore[arg-type]
+        pairs = [(x, v) for x, v in zip(self.columns["x"], values) if v is not None]
+        return Curve(f"{self.label} {metric}/step", [x for x, _ in pairs], [float(v) for _, v in pairs])  # type: ignore[misc]
 
     def epoch_metric_names(self) -> list[str]:
         """Per-epoch metrics in first-seen order, training before evaluation; with the final evaluation's."""

@@ -137,30 +137,33 @@ class RunViewScreen(BaseScreen):
         super().on_mount()
         self.curves = [RunCurves(self.ws, run_id) for run_id in self.run_ids]
         self.query_one(DataTable).focus()
-        self.poll()
+        self.poll_runs(self.metric, force=True)
         self.set_interval(POLL_S, self.poll)
 
     def poll(self) -> None:
-        self.poll_runs(self.metric)
+        """The timer's poll: painted again only when a run's files changed."""
+        self.poll_runs(self.metric, force=False)
 
     def action_refresh(self) -> None:
-        self.poll()
+        self.poll_runs(self.metric, force=True)
 
     def action_metric(self) -> None:
         if self.choices:
             index = self.choices.index(self.metric) + 1 if self.metric in self.choices else 0
             self.metric = self.choices[index % len(self.choices)]
-            self.poll()
+            self.poll_runs(self.metric, force=True)
 
     # ---- reading (worker thread) ---------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="runview-poll", exit_on_error=False)
-    def poll_runs(self, metric: str | None) -> None:
+    def poll_runs(self, metric: str | None, force: bool = True) -> None:
         with self.reading:
             changed = False
             for curves in self.curves:
                 if curves.running or not curves.config:  # a finished run's files no longer change
                     changed = curves.poll() or changed
+            if not (changed or force or self.last is None):
+                return
             message = self.build(metric, changed)
         self.post_message(message)
 
