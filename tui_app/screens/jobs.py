@@ -289,7 +289,7 @@ class JobsScreen(BaseScreen):
         Binding("n", "new", "New job", id="jobs.new"),
         Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
         Binding("m", "map", "Data map", id="jobs.map"),
-        Binding("t", "curves", "Curves", id="jobs.curves"),
+        Binding("t", "curves", "Curves", id="jobs.curves", show=False),
         Binding("r", "refresh", "Refresh", id="jobs.refresh"),
     ]
     DEFAULT_CSS = """
