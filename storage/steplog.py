@@ -12,15 +12,47 @@ holds it: live views read it directly).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
+
 from storage.jsontext import dumps_json
 
 STEP_FIELDS = ("epoch", "step", "steps", "loss", "accuracy", "lr")
+# The columns as readers get them (StepTail.read_new_columns): integers for the key, float64 with NaN for null.
+STEP_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int64()),
+        ("step", pa.int64()),
+        ("steps", pa.float64()),
+        ("loss", pa.float64()),
+        ("accuracy", pa.float64()),
+        ("lr", pa.float64()),
+    ]
+)
+StepColumns = dict[str, np.ndarray]
+
+
+def empty_columns() -> StepColumns:
+    return {f.name: np.empty(0, np.int64 if f.name in ("epoch", "step") else np.float64) for f in STEP_SCHEMA}
+
+
+def rows_to_columns(rows: list[dict[str, Any]]) -> StepColumns:
+    out = empty_columns()
+    for name, empty in out.items():
+        values = [row.get(name) for row in rows]
+        if empty.dtype == np.int64:
+            out[name] = np.array(values, dtype=np.int64)
+        else:
+            out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return out
 
 
 def steps_path(run_dir: Path) -> Path:
@@ -60,26 +92,62 @@ class StepTail:
         self.path = steps_path(run_dir)
         self.offset = 0
 
-    def read_new(self) -> list[dict[str, Any]]:
+    def _read_chunk(self) -> bytes:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
                 chunk = fh.read()
         except FileNotFoundError:
-            return []
+            return b""
         end = chunk.rfind(b"\n")
         if end < 0:
-            return []
+            return b""
         self.offset += end + 1
-        rows = []
-        for raw in chunk[: end + 1].splitlines():
-            try:
-                row = json.loads(raw)
-            except (ValueError, RecursionError):
-                continue
-            if _valid(row):
-                rows.append(row)
-        return rows
+        return chunk[: end + 1]
+
+    def read_new(self) -> list[dict[str, Any]]:
+        return _parse_rows(self._read_chunk())
+
+    def read_new_columns(self) -> StepColumns:
+        """The new lines as columns (STEP_SCHEMA). A long log is parsed by Arrow's JSON reader in C++ (a 300k-step
+        log in well under a second); a chunk with a torn or foreign line falls back to the line-by-line reader."""
+        chunk = self._read_chunk()
+        if not chunk:
+            return empty_columns()
+        try:
+            table = pa_json.read_json(
+                io.BytesIO(chunk),
+                parse_options=pa_json.ParseOptions(
+                    explicit_schema=STEP_SCHEMA, unexpected_field_behavior="ignore"
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return rows_to_columns(_parse_rows(chunk))
+        cols = {
+            f.name: table.column(f.name)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int64 if f.name in ("epoch", "step") else np.float64)
+            for f in STEP_SCHEMA
+            if f.name not in ("epoch", "step")
+        }
+        epoch, step = table.column("epoch"), table.column("step")
+        if epoch.null_count or step.null_count:  # a line without its key: not a step
+            return rows_to_columns(_parse_rows(chunk))
+        cols["epoch"], cols["step"] = epoch.to_numpy(), step.to_numpy()
+        keep = (cols["epoch"] >= 0) & (cols["step"] >= 1)
+        return {name: values[keep] for name, values in cols.items()}
+
+
+def _parse_rows(chunk: bytes) -> list[dict[str, Any]]:
+    rows = []
+    for raw in chunk.splitlines():
+        try:
+            row = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if _valid(row):
+            rows.append(row)
+    return rows
 
 
 def read_steps(run_dir: Path) -> list[dict[str, Any]]:

@@ -14,12 +14,12 @@ import signal
 import pytest
 
 from engine import jobs as engine_jobs
-from engine.analysis.curves import downsample
+from engine.analysis.curves import RunCurves, downsample
 from engine.analysis.examples import add_annotation
 from engine.errors import BadInputError
 from storage.artifacts import read_events
 from storage.catalog import open_catalog
-from storage.steplog import read_steps
+from storage.steplog import append_steps, read_steps
 from tests.conftest import run_cli
 from tests.tui_fixtures import REAL_EVAL_SET, REAL_TRAIN_ARGS
 from tests.tui_helpers import make_app, screen_text, settle, wait_until
@@ -69,7 +69,7 @@ async def test_run_view_draws_a_finished_runs_own_numbers(real_ws, real_run_temp
         assert shown.title.startswith("baseline · sst2-dev · done · epoch 2/2 100%")
         # the loss line is every logged step, at its place in epochs; the epoch points are the epoch means
         (loss,) = shown.loss_lines
-        assert loss.y == [s["loss"] for s in steps]
+        assert loss.y == pytest.approx([s["loss"] for s in steps], rel=1e-12)
         assert loss.x == [s["epoch"] + s["step"] / 4 for s in steps]
         (train_loss,) = shown.loss_points
         assert train_loss.x == [1.0, 2.0] and train_loss.y == [
@@ -78,7 +78,7 @@ async def test_run_view_draws_a_finished_runs_own_numbers(real_ws, real_run_temp
         ]
         # the right-hand plot: batch accuracy per step, training accuracy and the evaluation per epoch
         assert shown.metric == EVAL_METRIC  # evaluation metrics come first
-        assert shown.metric_lines[0].y == [s["accuracy"] for s in steps]
+        assert shown.metric_lines[0].y == pytest.approx([s["accuracy"] for s in steps], rel=1e-12)
         evaluation = shown.metric_points[1]
         assert evaluation.x == [1.0, 2.0] and evaluation.y == [epochs[0][EVAL_METRIC], epochs[1][EVAL_METRIC]]
         # the per-epoch table, 1-based epochs, the evaluation's columns by set
@@ -119,6 +119,30 @@ def test_downsample_bins_to_the_width_and_keeps_the_mean() -> None:
     assert len(downsample(x, y, 80)[0]) == 80  # unequal bins too
     assert sx == sorted(sx) and sx[0] >= x[0] and sx[-1] <= x[-1]
     assert downsample(x[:50], y[:50], 80) == (x[:50], y[:50])
+
+
+def test_step_columns_of_a_real_log_resumed_and_torn(real_ws, real_run_template) -> None:  # noqa: ANN001
+    """The columns the run view reads (Arrow's reader) equal the line-by-line reader's; a resumed epoch's redone
+    steps replace the first ones; a torn line (a killed writer) is skipped, the lines after it read."""
+    run_dir = real_ws.run_dir(real_run_template[1])
+    rows = read_steps(run_dir)
+    curves = RunCurves(real_ws, real_run_template[1])
+    curves.poll()
+    assert curves.n_steps == len(rows) == 8
+    assert curves.columns["loss"].tolist() == pytest.approx([r["loss"] for r in rows], rel=1e-12)
+    # a resume after epoch 1 redoes epoch 2: its four steps again, other numbers, then a torn line and one more
+    redone = [{**r, "loss": r["loss"] + 1.0} for r in rows if r["epoch"] == 1]
+    append_steps(run_dir, redone)
+    with open(run_dir / "steps.jsonl", "ab") as fh:
+        fh.write(b'{"epoch": 1, "step": 4, "los\n')
+    append_steps(run_dir, [{"epoch": 2, "step": 1, "steps": 4, "loss": 0.5, "accuracy": None, "lr": 1e-5}])
+    assert curves.poll()
+    expected = [r["loss"] for r in rows if r["epoch"] == 0] + [r["loss"] for r in redone] + [0.5]
+    assert curves.n_steps == 9 and curves.columns["loss"].tolist() == pytest.approx(expected, rel=1e-12)
+    assert [r["loss"] for r in read_steps(run_dir)] == pytest.approx(expected, rel=1e-12)
+    accuracy = curves.step_curve("accuracy")  # the step without a batch accuracy is left out of its curve
+    assert len(accuracy) == 8 and accuracy.x[-1] == 2.0
+    assert len(curves.step_curve("loss", max_points=4)) == 4
 
 
 async def test_live_curves_compare_overlay_and_an_export_while_training(real_ws, real_run_template) -> None:  # noqa: ANN001

@@ -21,7 +21,7 @@ import numpy as np
 from engine.analysis.progress import JobFollower, JobProgress
 from engine.analysis.runs import origin, run_label, run_summary, trained_on
 from storage.artifacts import BrokenRunError, RunState, read_config
-from storage.steplog import StepTail
+from storage.steplog import StepColumns, StepTail, empty_columns
 from storage.workspace import Workspace
 
 STEP_METRICS = ("loss", "accuracy", "lr")
@@ -55,12 +55,28 @@ class Curve:
         return len(self.x)
 
 
-def downsample(x: list[float], y: list[float], max_points: int) -> tuple[list[float], list[float]]:
+def merge_steps(old: StepColumns, new: StepColumns) -> StepColumns:
+    """`old` (sorted by (epoch, step), each once) with the new lines of the log: appended when they continue it
+    in order (the usual case), else merged, the last line of each step kept, and sorted again."""
+    key_old = old["epoch"] * 2**32 + old["step"]
+    key_new = new["epoch"] * 2**32 + new["step"]
+    joined = {name: np.concatenate([old[name], new[name]]) for name in old}
+    in_order = bool(np.all(np.diff(key_new) > 0)) and (not len(key_old) or key_new[0] > key_old[-1])
+    if in_order:
+        return joined
+    keys = np.concatenate([key_old, key_new])
+    # np.unique on the reversed keys finds each key's last line; its indices come back in key order
+    _, first_in_reversed = np.unique(keys[::-1], return_index=True)
+    keep = len(keys) - 1 - first_in_reversed
+    return {name: values[keep] for name, values in joined.items()}
+
+
+def downsample(x: Any, y: Any, max_points: int) -> tuple[list[float], list[float]]:
     """At most `max_points` points: consecutive points averaged in equal bins (a noisy per-step loss reads as its
     running mean at the plot's resolution); fewer points are returned as they are."""
     n = len(x)
     if n <= max_points or max_points < 1:
-        return list(x), list(y)
+        return np.asarray(x, dtype=np.float64).tolist(), np.asarray(y, dtype=np.float64).tolist()
     edges = np.linspace(0, n, max_points + 1).astype(np.int64)
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     counts = np.diff(edges)
@@ -77,7 +93,6 @@ class RunCurves:
     ws: Workspace
     run_id: str
     config: dict[str, Any] = field(default_factory=dict)
-    steps: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     epochs: dict[int, dict[str, float]] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)  # eval/<set>/<metric> of the final evaluation
     problem: str | None = None  # the run folder cannot be read (broken): why
@@ -86,10 +101,10 @@ class RunCurves:
         run_dir = self.ws.run_dir(self.run_id)
         self.follower = JobFollower(run_dir)
         self.step_tail = StepTail(run_dir)
-        # the per-step curves as columns, appended to as steps arrive in order (a long run's poll then costs what
-        # it reads); rebuilt from `steps` when a resumed epoch's redone steps come again
-        self.columns: dict[str, list[float | None]] = {"x": [], **{m: [] for m in STEP_METRICS}}
-        self.last_key: tuple[int, int] = (-1, 0)
+        # the step log as columns (storage.steplog), in (epoch, step) order, each step once: appended to as steps
+        # arrive in order (a poll then costs what it reads), sorted and deduplicated again (the last line of a
+        # step wins) when a resumed epoch's redone steps come in
+        self.columns: StepColumns = empty_columns()
 
     @property
     def state(self) -> RunState:
@@ -132,19 +147,9 @@ class RunCurves:
         except OSError as exc:
             self.problem = f"cannot read events.jsonl: {exc.strerror or exc}"
             return True
-        rows = self.step_tail.read_new()
-        in_order = True
-        for row in rows:
-            key = (row["epoch"], row["step"])
-            self.steps[key] = row  # a resumed epoch's redone step replaces the first
-            if in_order and key > self.last_key:
-                self.append_step(key, row)
-            else:
-                in_order = False
-        if not in_order:
-            self.columns = {name: [] for name in self.columns}
-            for key in sorted(self.steps):
-                self.append_step(key, self.steps[key])
+        new = self.step_tail.read_new_columns()
+        if len(new["step"]):
+            self.columns = merge_steps(self.columns, new)
         for event in events:
             metrics = event.get("metrics")
             if not isinstance(metrics, dict):
@@ -165,24 +170,23 @@ class RunCurves:
                         if k.startswith(EVAL_PREFIX) and not k.endswith("/total")
                     }
                 )
-        return bool(events or rows)
+        return bool(events or len(new["step"]))
 
     # ---- the curves ----------------------------------------------------------------------------------
 
-    def append_step(self, key: tuple[int, int], row: dict[str, Any]) -> None:
-        self.last_key = key
-        self.columns["x"].append(key[0] + key[1] / (row.get("steps") or key[1]))
-        for name in STEP_METRICS:
-            value = row.get(name)
-            self.columns[name].append(None if value is None else float(value))
+    @property
+    def n_steps(self) -> int:
+        return len(self.columns["step"])
 
-    def step_curve(self, metric: str) -> Curve:
-        """A per-step metric (loss, accuracy, lr) against epochs; steps without the value are left out."""
-        values = self.columns[metric]
-        if all(v is not None for v in values):
-            return Curve(f"{self.label} {metric}/step", list(self.columns["x"]), list(values))  # type: ignore[arg-type]
-        pairs = [(x, v) for x, v in zip(self.columns["x"], values) if v is not None]
-        return Curve(f"{self.label} {metric}/step", [x for x, _ in pairs], [float(v) for _, v in pairs])  # type: ignore[misc]
+    def step_curve(self, metric: str, max_points: int | None = None) -> Curve:
+        """A per-step metric (loss, accuracy, lr) against epochs, binned to `max_points` (downsample); steps
+        without the value are left out."""
+        cols = self.columns
+        y = cols[metric]
+        x = cols["epoch"] + cols["step"] / np.where(np.isnan(cols["steps"]), cols["step"], cols["steps"])
+        known = ~np.isnan(y)
+        xs, ys = downsample(x[known], y[known], max_points if max_points is not None else len(x))
+        return Curve(f"{self.label} {metric}/step", xs, ys)
 
     def epoch_metric_names(self) -> list[str]:
         """Per-epoch metrics in first-seen order, training before evaluation; with the final evaluation's."""

@@ -184,8 +184,9 @@ class RunViewScreen(BaseScreen):
             metric = choices[0] if choices else None
         several = self.several
         # a run from before the step log (no steps.jsonl): its epoch means stand in for its steps when overlaid
+        width = self.query_one("#loss-plot", CurvePlot).max_points()  # binned here, off the UI thread
         loss_lines = [
-            c.step_curve("loss") if c.steps or not several else c.epoch_curve("train_loss")
+            c.step_curve("loss", width) if c.n_steps or not several else c.epoch_curve("train_loss")
             for c in self.curves
         ]
         loss_points = [] if several else [c.epoch_curve("train_loss") for c in self.curves]
@@ -194,14 +195,14 @@ class RunViewScreen(BaseScreen):
         if several:
             for c in self.curves:
                 if metric == STEP_ACCURACY:
-                    metric_lines.append(c.step_curve("accuracy"))
+                    metric_lines.append(c.step_curve("accuracy", width))
                 elif metric is not None:
                     curve = c.epoch_curve(metric)
                     curve.label = c.label
                     metric_lines.append(curve)
         elif self.curves:
             c = self.curves[0]
-            metric_lines.append(c.step_curve("accuracy"))
+            metric_lines.append(c.step_curve("accuracy", width))
             metric_points = [c.epoch_curve(m) for m in ["train_accuracy", *([metric] if metric else [])]]
         for curve in loss_lines + metric_lines:
             if several:
