@@ -183,8 +183,8 @@ class RunViewScreen(BaseScreen):
         if metric not in choices:
             metric = choices[0] if choices else None
         several = self.several
-        # a run from before the step log (no steps.jsonl): its epoch means stand in for its steps when overlaid
         width = self.query_one("#loss-plot", CurvePlot).max_points()  # binned here, off the UI thread
+        # a run from before the step log (no steps.jsonl): its epoch means stand in for its steps when overlaid
         loss_lines = [
             c.step_curve("loss", width) if c.n_steps or not several else c.epoch_curve("train_loss")
             for c in self.curves
@@ -197,16 +197,15 @@ class RunViewScreen(BaseScreen):
                 if metric == STEP_ACCURACY:
                     metric_lines.append(c.step_curve("accuracy", width))
                 elif metric is not None:
-                    curve = c.epoch_curve(metric)
-                    curve.label = c.label
-                    metric_lines.append(curve)
+                    metric_lines.append(c.epoch_curve(metric))
         elif self.curves:
             c = self.curves[0]
             metric_lines.append(c.step_curve("accuracy", width))
             metric_points = [c.epoch_curve(m) for m in ["train_accuracy", *([metric] if metric else [])]]
-        for curve in loss_lines + metric_lines:
-            if several:
-                curve.label = curve.label.split(" ")[0]  # one colour per run: the run's label says it all
+        if several:  # one colour per run, in the same order on both plots: the run's name says it all
+            for lines in (loss_lines, metric_lines):
+                for curve, c in zip(lines, self.curves):
+                    curve.label = c.label
         if several:
             columns, rows = self.settings_table()
         else:
