@@ -21,8 +21,7 @@ from storage.artifacts import read_events
 from storage.catalog import open_catalog
 from storage.steplog import append_steps, read_steps
 from tests.conftest import run_cli
-from tests.tui_fixtures import REAL_EVAL_SET, REAL_TRAIN_ARGS
-from tests.tui_helpers import make_app, screen_text, settle, wait_until
+from tests.tui_helpers import REAL_EVAL_SET, REAL_TRAIN_ARGS, make_app, screen_text, settle, wait_until
 from tui_app.screens.cases import CasesScreen
 from tui_app.screens.compare import CompareScreen
 from tui_app.screens.home import HomeScreen

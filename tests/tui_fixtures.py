@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage.workspace import Workspace
-from tests.tui_helpers import build_workspace
+from tests.tui_helpers import REAL_EVAL_SET, REAL_TRAIN_ARGS, build_workspace
 
 
 @pytest.fixture(scope="session")
@@ -27,14 +27,6 @@ def tui_ws(tui_template: tuple[Path, dict[str, str]], tmp_path: Path) -> Workspa
 
 
 # ---- a workspace built by a real small training run (the run view, names, case-study exports) ---------------
-
-REAL_EVAL_SET = "sst2-dev-64"  # the first 64 examples of SST-2 dev: scored after every epoch, cheaply
-# The settings of the real runs: the offline MiniLM on 32 SST-2 examples, 2 epochs of 4 steps, the --eval set
-# scored after each epoch (per-epoch evaluation curves) and at the end.
-REAL_TRAIN_ARGS = (
-    "--limit", "32", "--epochs", "2", "--max-length", "32", "--batch-size", "8",
-    "--eval", REAL_EVAL_SET, "--eval-each-epoch",
-)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
