@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from engine.analysis.curves import latest_active_run
 from engine.analysis.pages import ExampleFilter
 from engine.analysis.regions import RANKING, Bounds
 from storage.workspace import Workspace
@@ -31,6 +32,7 @@ from tui_app.screens.errors import ErrorAnalysisScreen
 from tui_app.screens.examples import ExamplesScreen
 from tui_app.screens.home import HomeScreen
 from tui_app.screens.jobs import JobsScreen
+from tui_app.screens.runview import RunViewScreen
 from tui_app.screens.sql import SqlScreen
 
 __all__ = ["DynascopeApp", "HomeScreen"]
@@ -160,6 +162,15 @@ class DynascopeApp(App[None]):
     ) -> None:
         self.push_screen(JobsScreen(run_id, new=new, preset=preset))
 
+    def open_run_view(self, run_ids: str | list[str] | None = None) -> None:
+        """The live curves of a run, or of several runs overlaid; none given: the newest run."""
+        if run_ids is None:
+            run_ids = latest_active_run(self.workspace)
+            if run_ids is None:
+                self.notify("no runs yet: train one from the jobs screen (j, n)", timeout=4)
+                return
+        self.push_screen(RunViewScreen([run_ids] if isinstance(run_ids, str) else run_ids))
+
     def open_compare(self) -> None:
         self.push_screen(CompareScreen())
 
@@ -192,6 +203,9 @@ class DynascopeApp(App[None]):
         yield SystemCommand("Jobs", "Running and finished jobs, with progress and logs", self.open_jobs)
         yield SystemCommand(
             "New job", "Launch train / retrain / evaluate / attack", lambda: self.open_jobs(new=True)
+        )
+        yield SystemCommand(
+            "Run curves", "Live loss / accuracy / evaluation curves of the newest run", self.open_run_view
         )
         yield SystemCommand("Compare runs", "Runs x evaluation sets", self.open_compare)
         yield SystemCommand("SQL console", "Read-only SQL over the catalog", self.open_sql)
