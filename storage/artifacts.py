@@ -46,6 +46,29 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_new_file(path: Path, data: bytes) -> Path:
+    """Write `data` whole under `path`, or, when that name is taken, under `<stem>-2<suffix>`, `-3`, ...: an
+    existing file is never overwritten (a hard link of the finished temp file claims the name atomically, so two
+    writers at the same moment get two names). Returns the path written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        for n in range(1, 10_000):
+            candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+            try:
+                os.link(tmp, candidate)
+                return candidate
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"{path}: no free name left beside it")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write a JSON document (NaN and infinities as null: other programs read these files)."""
     write_atomic_bytes(path, (dumps_json(obj, indent=2, sort_keys=True) + "\n").encode())

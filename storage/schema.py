@@ -195,6 +195,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        7,
+        """
+        -- QA attacks (negation, entity-rename; engine.evaluation.qa_attacks): text is the context, text_pair the
+        -- question; correct_before / correct_after are exact match; status adds 'wrong-before' (wrong before and
+        -- after) and 'unattackable' (with its reason)
+        ALTER TABLE attack_results ADD COLUMN answers VARCHAR;            -- JSON gold answers, offsets into text
+        ALTER TABLE attack_results ADD COLUMN perturbed_answers VARCHAR;  -- JSON, offsets into perturbed_text
+        ALTER TABLE attack_results ADD COLUMN f1_before DOUBLE;
+        ALTER TABLE attack_results ADD COLUMN f1_after DOUBLE;
+        ALTER TABLE attack_results ADD COLUMN reason VARCHAR;             -- why an example was not attacked
+        ALTER TABLE attacks ADD COLUMN clean_f1 DOUBLE;                   -- QA: F1 on the attacked examples before
+        ALTER TABLE attacks ADD COLUMN f1 DOUBLE;                         -- QA: F1 under attack
+        ALTER TABLE attacks ADD COLUMN n_unattackable BIGINT;             -- QA: examples the attack could not change
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -265,6 +265,9 @@ def _sync_run(
         _sync_attack(ws, con, run_id, config, registered, report)
 
 
+QA_ATTACK_COLUMNS = ("answers", "perturbed_answers", "f1_before", "f1_after", "reason")
+
+
 def _sync_attack(
     ws: Workspace,
     con: duckdb.DuckDBPyConnection,
@@ -289,8 +292,8 @@ def _sync_attack(
     con.execute("DELETE FROM attack_results WHERE run_id = ?", [run_id])
     con.execute(
         """INSERT INTO attacks (run_id, source_run, dataset, method, n_examples, clean_accuracy, aua,
-                                success_rate, avg_queries, settings)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                                success_rate, avg_queries, settings, clean_f1, f1, n_unattackable)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             run_id,
             str(summary.get("source_run") or config.get("source_run") or ""),
@@ -302,13 +305,20 @@ def _sync_attack(
             metrics.get("success_rate"),
             metrics.get("avg_queries"),
             dumps_json(summary.get("settings") or {}, sort_keys=True),
+            metrics.get("clean_f1"),
+            metrics.get("f1"),
+            metrics.get("n_unattackable"),
         ],
     )
     src = "'" + results.as_posix().replace("'", "''") + "'"
+    names = set(pq.ParquetFile(results).schema_arrow.names)
+    # attacks written before QA attacks existed have no QA columns: NULL there
+    qa = ", ".join(c if c in names else f"NULL AS {c}" for c in QA_ATTACK_COLUMNS)
     con.execute(
         f"""INSERT INTO attack_results
             SELECT ?, example_id, method, label, text, text_pair, perturbed_text, prediction_before,
-                   prediction_after, correct_before, correct_after, status, queries, changed_words, similarity
+                   prediction_after, correct_before, correct_after, status, queries, changed_words, similarity,
+                   {qa}
             FROM read_parquet({src})""",
         [run_id],
     )

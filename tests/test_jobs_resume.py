@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from storage.artifacts import read_events
+from storage.steplog import read_steps
 
 N = 48
 ARGS = ["--limit", str(N), "--max-length", "64", "--epochs", "2", "--batch-size", "8", "--seed", "11"]
@@ -119,6 +120,13 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(sst2_ws):
         assert g["example_id"] == w["example_id"] and g["epochs"] == w["epochs"] == 2
         for key in ("confidence", "variability", "correctness", "aum", "el2n"):
             assert g[key] == pytest.approx(w[key], abs=1e-6), key
+    # the step log (the run view's curves): every step once, the redone epoch's lines replacing the killed ones,
+    # equal to the uninterrupted run's
+    got_steps, want_steps = read_steps(run_dir), read_steps(ws.run_dir(ref_id))
+    assert [(s["epoch"], s["step"]) for s in got_steps] == [(s["epoch"], s["step"]) for s in want_steps]
+    assert len(got_steps) == 2 * want_steps[0]["steps"]
+    for g, w in zip(got_steps, want_steps):
+        assert g["loss"] == pytest.approx(w["loss"], abs=1e-5) and g["accuracy"] == w["accuracy"]
     # the finished run dropped its resume checkpoint but kept the final model for `dynascope eval`
     assert not (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "model").is_dir()
 

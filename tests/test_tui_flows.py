@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
-from engine.analysis.cases import case_studies, case_studies_markdown, export_path
+from engine.analysis.cases import case_studies, case_studies_markdown, run_completeness
 from engine.analysis.pages import ExampleFilter, query_page
 from engine.analysis.regions import Bounds
+from engine.analysis.runs import get_run
 from storage.catalog import open_catalog
 from tests.tui_helpers import make_app, screen_text, settle
 from tui_app.config import Settings, load_settings
@@ -160,10 +161,12 @@ async def test_case_studies_export(tui_ws):  # noqa: ANN001
         assert {r: len(v) for r, v in cases.studies.items()} == {"easy": 5, "ambiguous": 5, "hard": 5}
         await pilot.press("e")
         await settle(app, pilot)
-        path = export_path(tui_ws, "sst2-run", "cartography")
-        assert cases.last_export == path and path.is_file()
+        path = cases.last_export
+        assert path is not None and path.is_file() and path.parent == tui_ws.root / "exports"
+        assert path.name.startswith("case-studies-sst2-run-all-cartography-")
         text = path.read_text()
         assert text.startswith("# Case studies: run sst2-run\n")
+        assert "Run: complete (done, 5 of 5 epochs)." in text
         assert "nearest the region's centre" in text
         for region in ("easy", "ambiguous", "hard"):
             assert f"## {region} (5 examples)" in text
@@ -183,14 +186,27 @@ async def test_case_studies_export(tui_ws):  # noqa: ANN001
         await settle(app, pilot)
         await pilot.press("e")
         await settle(app, pilot)
-        random_text = path.read_text()
+        random_path = cases.last_export
+        assert (
+            random_path is not None and random_path != path and path.read_text() == text
+        )  # never overwritten
+        random_text = random_path.read_text()
         assert "random sample, seed 1" in random_text and random_text != text
         with open_catalog(tui_ws) as con:
             again = case_studies(con, "sst2-run", "sst2-dev", "cartography", cases.bounds, 5, "random", 1)
-        assert (
-            case_studies_markdown("sst2-run", "sst2-dev", "cartography", cases.bounds, "random", 1, again)
-            == random_text
+            run = get_run(con, "sst2-run")
+        assert run is not None
+        expected = case_studies_markdown(
+            "sst2-run",
+            "sst2-dev",
+            "cartography",
+            cases.bounds,
+            "random",
+            1,
+            again,
+            completeness=run_completeness(tui_ws, run),
         )
+        assert re.sub(r"Exported [^\n]* UTC\.\n\n", "", random_text) == expected
         assert not app.errors
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from engine import jobs as engine_jobs
+from storage.artifacts import read_config
 from tests.conftest import run_cli
 from tests.tui_helpers import make_app, screen_text, settle, wait_until
 from tui_app.screens.datamap import DataMapScreen
@@ -338,5 +339,7 @@ async def retrain_and_evaluate(tui_ws) -> None:  # noqa: ANN001
         app.go_home()
         app.open_compare()
         await settle(app, pilot)
-        assert run_id in screen_text(app)
+        # the retrain is shown by its name (its selection's), what it trained on and where it came from
+        name = read_config(tui_ws.run_dir(run_id))["name"]
+        assert name == info["dataset"] and name in screen_text(app)
         assert not app.errors

@@ -28,6 +28,14 @@ from storage.workspace import Workspace
 from tui_app.capture import screen_text
 from tui_app.config import Settings
 
+REAL_EVAL_SET = "sst2-dev-64"  # the first 64 examples of SST-2 dev: scored after every epoch, cheaply
+# The settings of the real runs: the offline MiniLM on 32 SST-2 examples, 2 epochs of 4 steps, the --eval set
+# scored after each epoch (per-epoch evaluation curves) and at the end.
+REAL_TRAIN_ARGS = (
+    "--limit", "32", "--epochs", "2", "--max-length", "32", "--batch-size", "8",
+    "--eval", REAL_EVAL_SET, "--eval-each-epoch",
+)  # fmt: skip
+
 FIXED_TS = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: fixed data renders the same every time
 
 

@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from engine.analysis.curves import latest_active_run
 from engine.analysis.pages import ExampleFilter
 from engine.analysis.regions import RANKING, Bounds
 from storage.workspace import Workspace
@@ -27,9 +28,11 @@ from tui_app.screens.cases import CasesScreen
 from tui_app.screens.compare import CompareScreen
 from tui_app.screens.datamap import DataMapScreen
 from tui_app.screens.detail import DetailScreen
+from tui_app.screens.errors import ErrorAnalysisScreen
 from tui_app.screens.examples import ExamplesScreen
 from tui_app.screens.home import HomeScreen
 from tui_app.screens.jobs import JobsScreen
+from tui_app.screens.runview import RunViewScreen
 from tui_app.screens.sql import SqlScreen
 
 __all__ = ["DynascopeApp", "HomeScreen"]
@@ -159,6 +162,15 @@ class DynascopeApp(App[None]):
     ) -> None:
         self.push_screen(JobsScreen(run_id, new=new, preset=preset))
 
+    def open_run_view(self, run_ids: str | list[str] | None = None) -> None:
+        """The live curves of a run, or of several runs overlaid; none given: the newest run."""
+        if run_ids is None:
+            run_ids = latest_active_run(self.workspace)
+            if run_ids is None:
+                self.notify("no runs yet: train one from the jobs screen (j, n)", timeout=4)
+                return
+        self.push_screen(RunViewScreen([run_ids] if isinstance(run_ids, str) else run_ids))
+
     def open_compare(self) -> None:
         self.push_screen(CompareScreen())
 
@@ -167,6 +179,9 @@ class DynascopeApp(App[None]):
 
     def open_attacks(self, run_id: str | None = None) -> None:
         self.push_screen(AttacksScreen(run_id))
+
+    def open_error_analysis(self, run_id: str | None = None, eval_set: str | None = None) -> None:
+        self.push_screen(ErrorAnalysisScreen(run_id, eval_set))
 
     def go_home(self) -> None:
         while len(self.screen_stack) > 2:
@@ -189,10 +204,18 @@ class DynascopeApp(App[None]):
         yield SystemCommand(
             "New job", "Launch train / retrain / evaluate / attack", lambda: self.open_jobs(new=True)
         )
+        yield SystemCommand(
+            "Run curves", "Live loss / accuracy / evaluation curves of the newest run", self.open_run_view
+        )
         yield SystemCommand("Compare runs", "Runs x evaluation sets", self.open_compare)
         yield SystemCommand("SQL console", "Read-only SQL over the catalog", self.open_sql)
         yield SystemCommand(
             "Attacks", "Clean%, Aua%, #Query per attack; examples with the changed words", self.open_attacks
+        )
+        yield SystemCommand(
+            "Error analysis",
+            "Adversarial variants that fooled a run, spans from the inserted sentence, nearest training regions",
+            self.open_error_analysis,
         )
         seen = set()
         for active in screen.active_bindings.values():

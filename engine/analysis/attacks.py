@@ -18,6 +18,10 @@ from engine.analysis.sql import rows_as_dicts
 
 WORD = re.compile(r"(\w+)")
 STATUSES = ("succeeded", "failed", "skipped")
+# QA attacks (negation, entity-rename) score every example: wrong-before is wrong before and after the attack,
+# unattackable an example the attack could not change (attack_results.reason says why)
+QA_STATUSES = ("succeeded", "failed", "wrong-before", "unattackable")
+QA_METHODS = ("negation", "entity-rename")
 
 
 def split_words(text: str) -> list[str]:
@@ -53,11 +57,27 @@ def marked_segments(text: str, changed: list[int] | None) -> list[tuple[str, boo
     return [(part, k % 2 == 1 and (k - 1) // 2 in marked) for k, part in enumerate(parts) if part]
 
 
+def statuses_of(method: str | None) -> tuple[str, ...]:
+    """The statuses an attack of `method` gives its examples."""
+    return QA_STATUSES if method in QA_METHODS else STATUSES
+
+
+def around_change(text: str, changed: list[int] | None, words_before: int = 6) -> tuple[str, list[int]]:
+    """The text from a few words before its first changed word (a QA context is long: the change is what to
+    see), with the changed positions re-indexed into it."""
+    marked = sorted(changed or [])
+    if not marked or marked[0] <= words_before:
+        return text, marked
+    parts = split_words(text)
+    first = marked[0] - words_before  # the first word kept
+    return "…" + "".join(parts[2 * first + 1 :]), [p - first for p in marked]
+
+
 def list_attacks(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Every attack with its figures, oldest first."""
     cur = con.execute(
         """SELECT a.run_id, a.source_run, a.dataset, a.method, a.n_examples, a.clean_accuracy, a.aua,
-                  a.success_rate, a.avg_queries
+                  a.success_rate, a.avg_queries, a.clean_f1, a.f1, a.n_unattackable
            FROM attacks a LEFT JOIN runs r USING (run_id) ORDER BY r.created_at, a.run_id"""
     )
     return rows_as_dicts(cur)
@@ -72,10 +92,12 @@ def attack_examples(
         where += " AND status = ?"
         params.append(status)
     cur = con.execute(
-        f"""SELECT example_id, status, label, text, perturbed_text, prediction_before, prediction_after,
-                   queries, changed_words, similarity
+        f"""SELECT example_id, status, label, text, text_pair, perturbed_text, prediction_before,
+                   prediction_after, queries, changed_words, similarity, answers, perturbed_answers, f1_before,
+                   f1_after, reason
             FROM attack_results WHERE {where}
-            ORDER BY CASE status WHEN 'succeeded' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, example_id
+            ORDER BY CASE status WHEN 'succeeded' THEN 0 WHEN 'failed' THEN 1 WHEN 'wrong-before' THEN 2 ELSE 3 END,
+                     example_id
             LIMIT ?""",
         [*params, int(limit)],
     )
@@ -108,6 +130,7 @@ def attack_table(con: duckdb.DuckDBPyConnection, runs: list[str] | None = None) 
                SELECT l.source_run, l.dataset, x.example_id,
                       arg_max(x.correct_before, l.attacked_at) AS correct_before
                FROM latest l JOIN attack_results x ON x.run_id = l.run_id
+               WHERE x.status <> 'unattackable'  -- a QA attack's Aua% counts attacked examples only
                GROUP BY ALL
            ),
            clean AS (

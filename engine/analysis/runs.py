@@ -17,7 +17,8 @@ from storage.artifacts import BROKEN, BrokenRunError, run_state
 from storage.sync import broken_runs
 from storage.workspace import Workspace
 
-RUN_COLUMNS = """run_id, kind, dataset, json_extract_string(config, '$.subset') AS subset,
+RUN_COLUMNS = """run_id, json_extract_string(config, '$.name') AS name, kind, dataset,
+    json_extract_string(config, '$.subset') AS subset,
     json_extract_string(config, '$.source_run') AS source_run, json_extract(config, '$.selection') AS selection,
     status, epochs_done, n_epochs"""
 
@@ -37,6 +38,21 @@ def origin(config: dict[str, Any]) -> str | None:
         int(selection.get("seed") or 0),
         selection.get("bounds"),
     )
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """What a run is called on screen: its name (`--name`; a retrain: its selection's), else its id."""
+    return str(run.get("name") or run["run_id"])
+
+
+def run_summary(run: dict[str, Any]) -> str:
+    """A run told apart from its neighbours in a line: 'name · trained on · origin' ('baseline · sst2-train',
+    'amb · sst2-run-ambiguous-33pct · ambiguous 33% of sst2-run'); a field equal to the one before is left out."""
+    parts = [run_label(run)]
+    for part in (run.get("trained_on") or trained_on(run), run.get("origin")):
+        if part and part not in parts:
+            parts.append(str(part))
+    return " · ".join(parts)
 
 
 def trained_on(config: dict[str, Any]) -> str | None:
@@ -84,7 +100,8 @@ def runs_overview(con: duckdb.DuckDBPyConnection, ws: Workspace | None = None) -
     name for a retrain). With `ws`, broken run folders are listed too (status `broken`, `reason`; see
     `with_broken`). Cheap on a million-example run (no scan of example_metrics)."""
     cur = con.execute(
-        """SELECT r.run_id, r.kind, r.dataset AS full_dataset, json_extract_string(r.config, '$.subset') AS subset,
+        """SELECT r.run_id, json_extract_string(r.config, '$.name') AS name, r.kind, r.dataset AS full_dataset,
+                  json_extract_string(r.config, '$.subset') AS subset,
                   json_extract(r.config, '$.selection') AS selection, r.model, r.status, r.epochs_done, r.n_epochs,
                   strftime(r.created_at, '%Y-%m-%d %H:%M') AS created, r.metrics_epochs,
                   (SELECT e.metrics FROM evaluations e WHERE e.run_id = r.run_id
@@ -126,7 +143,8 @@ def key_metric(run: dict[str, Any]) -> str:
 def get_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
     """The run's row; n_metrics / n_adv are flags (0/1), cheap on a million-example run."""
     cur = con.execute(
-        """SELECT r.run_id, r.kind, r.dataset, r.status, r.epochs_done, r.n_epochs, d.task,
+        """SELECT r.run_id, json_extract_string(r.config, '$.name') AS name, r.kind, r.dataset, r.status,
+                  r.epochs_done, r.n_epochs, r.metrics_epochs, d.task,
                   (r.metrics_epochs > 0)::INTEGER AS n_metrics,
                   EXISTS (SELECT 1 FROM example_metrics m WHERE m.run_id = r.run_id AND m.sensitivity IS NOT NULL)::INTEGER
                       AS n_adv

@@ -159,7 +159,7 @@ def sql_cmd(
 @json_option
 @user_errors
 def runs_cmd(workspace: str | None, as_json: bool) -> None:
-    """List runs: id, kind, what it trained on (a selection's name for a retrain), origin, status, epochs. A run
+    """List runs: id, name, kind, what it trained on (a selection's name for a retrain), origin, status, epochs. A run
     folder that cannot be read is listed as `broken`, with the reason."""
     from engine.analysis.progress import progress_label
     from engine.analysis.runs import list_runs
@@ -187,6 +187,7 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
         rows.append(
             [
                 r["run_id"],
+                r.get("name") or "",
                 r["kind"],
                 r["trained_on"],
                 r["origin"] or "",
@@ -195,7 +196,9 @@ def runs_cmd(workspace: str | None, as_json: bool) -> None:
                 r["created_at"],
             ]
         )
-    print_table("runs", ["run_id", "kind", "trained on", "origin", "status", "progress", "created_at"], rows)
+    print_table(
+        "runs", ["run_id", "name", "kind", "trained on", "origin", "status", "progress", "created_at"], rows
+    )
 
 
 @click.command("demo")

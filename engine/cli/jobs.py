@@ -125,6 +125,7 @@ def jobs_cmd(workspace: str | None, as_json: bool) -> None:
         rows.append(
             [
                 j["run_id"],
+                j.get("name") or "",
                 j["kind"],
                 j["dataset"],
                 f"broken: {j['message']}" if j["status"] == "broken" else j["status"],
@@ -133,7 +134,7 @@ def jobs_cmd(workspace: str | None, as_json: bool) -> None:
                 j["pid"] if j["alive"] else "",
             ]
         )
-    print_table("jobs", ["run", "kind", "dataset", "status", "progress", "eta", "pid"], rows)
+    print_table("jobs", ["run", "name", "kind", "dataset", "status", "progress", "eta", "pid"], rows)
 
 
 @click.group("job")

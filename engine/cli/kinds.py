@@ -80,7 +80,8 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
             "SELECT eval_set, metrics FROM evaluations WHERE run_id = ? ORDER BY eval_set", [run_id]
         ).fetchall()
         attack = con.execute(
-            """SELECT source_run, dataset, method, n_examples, clean_accuracy, aua, success_rate, avg_queries
+            """SELECT source_run, dataset, method, n_examples, clean_accuracy, aua, success_rate, avg_queries,
+                      clean_f1, f1, n_unattackable
                FROM attacks WHERE run_id = ?""",
             [run_id],
         ).fetchone()
@@ -93,7 +94,7 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
     }
     if attack is not None:  # an attack job: its figures (engine.jobs.attack)
         keys = ("source_run", "dataset", "method", "n_examples", "clean_accuracy", "aua", "success_rate")
-        summary["attack"] = dict(zip((*keys, "avg_queries"), attack))
+        summary["attack"] = dict(zip((*keys, "avg_queries", "clean_f1", "f1", "n_unattackable"), attack))
     if as_json:
         print_json(summary)
     else:
@@ -107,6 +108,11 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
                 f"Clean% {fmt_value(a['clean_accuracy'])}, Aua% {fmt_value(a['aua'])}, "
                 f"success rate {fmt_value(a['success_rate'])}, #Query {fmt_value(a['avg_queries'])}"
             )
+            if a["f1"] is not None:  # a QA attack (EM is Clean% and Aua% above)
+                click.echo(
+                    f"  F1 {fmt_value(a['clean_f1'])} -> {fmt_value(a['f1'])} under attack; "
+                    f"{a['n_unattackable']} example(s) could not be attacked (reasons: attack_results.reason)"
+                )
     if status != "done":
         sys.exit(1)
 

@@ -60,6 +60,14 @@ ATTACK_SCHEMA = pa.schema(
         ("queries", pa.int32()),
         ("changed_words", pa.list_(pa.int32())),
         ("similarity", pa.float64()),  # word-swap: the sentence similarity of perturbed and original text
+        # QA attacks (engine.evaluation.qa_attacks): text is the context (the attacked field), text_pair the
+        # question; the gold answers before and after the attack (JSON [{"text", "answer_start"}], offsets into
+        # text and perturbed_text), F1 before and after (correct_* are EM), and why an example was not attacked
+        ("answers", pa.string()),
+        ("perturbed_answers", pa.string()),
+        ("f1_before", pa.float64()),
+        ("f1_after", pa.float64()),
+        ("reason", pa.string()),
     ]
 )
 

@@ -90,7 +90,29 @@ def evaluate_table(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any] | None:
     """Score `table` (catalog example columns) with `model`; write the eval files; return the summary."""
+    scored = score_table(run_dir, model, cfg, name, table, meta, stop=stop, on_batch=on_batch)
+    if scored is None:
+        return None
+    metrics, per_example = scored
     stem = eval_file_stem(name)
+    folder = eval_dir(run_dir)
+    write_parquet_atomic(per_example, folder / f"{stem}.parquet")
+    summary = {"n_examples": per_example.num_rows, "metrics": metrics, "eval_set": name}
+    write_json_atomic(folder / f"{stem}.json", summary)  # last: its presence marks the evaluation complete
+    return summary
+
+
+def score_table(
+    run_dir: Path,
+    model: Any,
+    cfg: TrainConfig,
+    name: str,
+    table: pa.Table,
+    meta: dict[str, Any],
+    stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Any], pa.Table] | None:
+    """Score `table` with `model`: (metrics, per-example rows), nothing written; None when stopped."""
     if meta.get("task") != cfg.task:
         raise BadInputError(f"'{name}' is a {meta.get('task')} dataset but the run trained {cfg.task}")
     if cfg.task == "classification":
@@ -101,12 +123,7 @@ def evaluate_table(
     )
     if rows is None:
         return None
-    metrics, per_example = score_rows(cfg, rows, table, meta.get("version"))
-    folder = eval_dir(run_dir)
-    write_parquet_atomic(per_example, folder / f"{stem}.parquet")
-    summary = {"n_examples": per_example.num_rows, "metrics": metrics, "eval_set": name}
-    write_json_atomic(folder / f"{stem}.json", summary)  # last: its presence marks the evaluation complete
-    return summary
+    return score_rows(cfg, rows, table, meta.get("version"))
 
 
 def load_tokenizer_for(run_dir: Path, cfg: TrainConfig) -> Any:
@@ -146,3 +163,21 @@ def evaluate_exported_sets(
             append_event(
                 run_dir, "metrics", metrics={f"eval/{name}/{k}": v for k, v in summary["metrics"].items()}
             )
+
+
+def score_exported_sets_now(
+    run_dir: Path, model: Any, cfg: TrainConfig, stop: Callable[[], bool] | None = None
+) -> dict[str, float]:
+    """The `--eval` sets scored with the model as it is now (after an epoch), as `eval/<set>/<metric>` numbers
+    for the epoch's summary; nothing written (the final evaluation writes the files). Empty when stopped."""
+    out: dict[str, float] = {}
+    for meta in cfg.eval_sets:
+        name = meta["name"]
+        table = pq.read_table(run_dir / "inputs" / "eval" / f"{eval_file_stem(name)}.parquet")
+        scored = score_table(run_dir, model, cfg, name, table, meta, stop=stop)
+        if scored is None:
+            return {}
+        for key, value in scored[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "total":
+                out[f"eval/{name}/{key}"] = float(value)
+    return out

@@ -181,6 +181,7 @@ def job_info(ws: Workspace, run_id: str) -> dict[str, Any]:
 
     return {
         "run_id": run_id,
+        "name": config.get("name"),
         "kind": config.get("kind", None if reason else "train"),
         "dataset": trained_on(config),
         "full_dataset": config.get("dataset"),

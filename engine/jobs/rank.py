@@ -37,6 +37,23 @@ def evaluate_after_training(run_dir: Path) -> Callable[[Any, TrainConfig, Callab
     return hook
 
 
+def evaluate_each_epoch(
+    run_dir: Path,
+) -> Callable[[Any, TrainConfig, Callable[[], bool]], dict[str, float]] | None:
+    """With --eval-each-epoch and --eval sets: the hook training calls after each epoch, scoring the sets with the
+    epoch's model (the numbers join the epoch's summary: the run view's evaluation curves)."""
+    cfg = read_config(run_dir) or {}
+    if not (cfg.get("eval_each_epoch") and cfg.get("eval_sets")):
+        return None
+
+    def hook(model: Any, cfg: TrainConfig, stop: Callable[[], bool]) -> dict[str, float]:
+        from engine.evaluation.scoring import score_exported_sets_now
+
+        return score_exported_sets_now(run_dir, model, cfg, stop=stop)
+
+    return hook
+
+
 def supervise_ranks(run_dir: Path, nproc: int, flag: Any) -> str:
     """torchrun starts the ranks; rank 0 writes the terminal state, this only records what the ranks could not."""
     cmd = [
@@ -84,7 +101,9 @@ def worker_main(run_dir: str) -> int:
         cfg = read_config(path) or {}
         append_event(path, "state", status="running", pid=os.getpid(), n_epochs=cfg.get("epochs"))
     try:
-        status = run_training(path, flag, after_training=evaluate_after_training(path))
+        status = run_training(
+            path, flag, after_training=evaluate_after_training(path), after_epoch=evaluate_each_epoch(path)
+        )
     except Exception as exc:
         if rank == 0:
             finish(path, "failed", failure_message(exc))

@@ -43,7 +43,7 @@ BOUNDS = Field(
     "confidence (robustness map: swing variability, robust sensitivity)",
 )
 BALANCED = Field("balanced", bool, "equal share per label (with --fraction)", default=False)
-NAME = Field("name", str, "name of the selection's dataset (default: <run>-<region>-<F>pct)")
+NAME = Field("name", str, "name of the selection's dataset and of the run (default: <run>-<region>-<F>pct)")
 # Unset means "as the source run": the same settings with no default of their own.
 INHERITED = tuple(
     dataclasses.replace(f, default=None, help=f"{f.help}; default: the source run's") for f in TRAIN_SETTINGS
@@ -193,6 +193,7 @@ def create_retrain_run(ws: Workspace, values: dict[str, Any]) -> str:
     train_values = {k: v for k, v in inherited.items() if k not in ("task",)} | overrides
     train_values |= {
         "kind": "retrain",
+        "name": selection["name"],  # the run is known by its selection's name
         "subset": selection["name"],
         "source_run": source,
         "selection": selection,

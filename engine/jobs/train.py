@@ -45,11 +45,17 @@ HYPERPARAMETERS = (
     "grad_accum",
     "warmup_ratio",
     "nproc",
+    "eval_each_epoch",
 )
 DATASET = Field("dataset", str, "the dataset to train on (dynascope datasets)", required=True, argument=True)
 SUBSET = Field("subset", str, "train on the examples of this selection (a dataset of its own)", form=False)
 EVAL = Field(
     "eval", list, "evaluate on these datasets after training (repeatable; comma-separated in the app)"
+)
+RUN_NAME = Field(
+    "name",
+    str,
+    "a name for the run, shown with it in every listing and screen (the run id starts with it)",
 )
 TRAIN_SETTINGS = fields_from_settings(TrainConfig, HYPERPARAMETERS)
 
@@ -74,6 +80,8 @@ def create_train_run(ws: Workspace, values: dict[str, Any]) -> str:
     from engine.evaluation.sets import eval_file_stem, map_labels
 
     cfg = TRAIN.parse(values)
+    if "name" in cfg:
+        cfg["name"] = check_run_name(str(cfg["name"]))
     cfg.setdefault("model", DEFAULT_MODEL)
     cfg["model"] = resolve_model(str(cfg["model"]))
     if cfg.get("adversarial_dynamics") and cfg.get("dynamics") == "none":
@@ -144,12 +152,24 @@ def create_train_run(ws: Workspace, values: dict[str, Any]) -> str:
     if mitigated is not None:  # the ids the job regularises, read from its own folder
         inputs[str(Path(MITIGATED_IDS).relative_to("inputs"))] = mitigated[0]
         full["mitigated"] = mitigated[1]
-    return write_run(ws, subset or dataset, full, inputs, n_epochs=full["epochs"])
+    return write_run(ws, cfg.get("name") or subset or dataset, full, inputs, n_epochs=full["epochs"])
+
+
+def check_run_name(name: str) -> str:
+    """A run name as given, trimmed; BadInputError for one that cannot be shown on a line of a listing."""
+    name = name.strip()
+    if len(name) > 80:
+        raise BadInputError(f"--name: {len(name)} characters; a run name has at most 80")
+    if any(not ch.isprintable() for ch in name):
+        raise BadInputError(
+            f"--name {name!r}: control characters cannot be shown in a listing; use plain text"
+        )
+    return name
 
 
 def run_train_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     """One process trains; with nproc > 1 a supervisor starts the ranks (`engine.jobs.rank`) with torchrun."""
-    from engine.jobs.rank import evaluate_after_training, supervise_ranks
+    from engine.jobs.rank import evaluate_after_training, evaluate_each_epoch, supervise_ranks
     from engine.training.loop import run_training
 
     mitigation = describe_mitigation(config)
@@ -157,13 +177,18 @@ def run_train_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
         append_event(run_dir, "log", message=mitigation)
     if int(config.get("nproc") or 1) > 1:
         return supervise_ranks(run_dir, int(config["nproc"]), flag)
-    return run_training(run_dir, flag, after_training=evaluate_after_training(run_dir))
+    return run_training(
+        run_dir,
+        flag,
+        after_training=evaluate_after_training(run_dir),
+        after_epoch=evaluate_each_epoch(run_dir),
+    )
 
 
 TRAIN = JobKind(
     name="train",
     help="Train a model on DATASET while recording per-example training dynamics.",
-    fields=(DATASET, *TRAIN_SETTINGS, SUBSET, EVAL),
+    fields=(DATASET, RUN_NAME, *TRAIN_SETTINGS, SUBSET, EVAL),
     create=create_train_run,
     run=run_train_job,
     artifacts=("dynamics", "eval"),

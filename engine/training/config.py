@@ -165,6 +165,11 @@ class TrainConfig:
         maximum=1,
         exclusive_minimum=True,
     )
+    eval_each_epoch: bool = setting(
+        False,
+        "also score the --eval sets after every epoch (the run view's evaluation curves; costs an evaluation "
+        "pass per epoch)",
+    )
     mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU, full precision on CPU
     nproc: int = setting(1, "processes on this machine (torchrun ranks)", minimum=1, maximum=64)
     label_names: list[str] | None = None

@@ -41,6 +41,7 @@ from engine.training.objectives import Objective, compute, for_run
 from engine.training.recorder import EpochRecorder
 from engine.training.stop import StopFlag, TrainingDivergedError
 from storage.artifacts import append_event, dynamics_dir, read_config
+from storage.steplog import append_steps
 
 # ---- the order of an epoch ---------------------------------------------------------------------------
 
@@ -169,13 +170,26 @@ def train_one_epoch(ctx: TrainContext, epoch: int, recorder: EpochRecorder | Non
             if ctx.world == 1:
                 raise ctx.diverged
             # several ranks: finish this step in lockstep; the next should_stop() raises on every rank
-        if recorder is not None:
-            recorder.add(ctx.adapter.record(batch, out), keep=[k for _, k in chunk])
+        keep = [k for _, k in chunk]
+        rows = ctx.adapter.record(batch, out) if recorder is not None else None
+        if recorder is not None and rows is not None:
+            recorder.add(rows, keep=keep)
         if boundary:
             optimizer_step(ctx)
         if ctx.progress is not None and ctx.diverged is None:
-            ctx.progress.step(epoch, step + 1, len(batches), len(chunk) * ctx.world, loss)
+            lr = float(ctx.scheduler.get_last_lr()[0])
+            accuracy = batch_accuracy(rows, keep)
+            ctx.progress.step(epoch, step + 1, len(batches), len(chunk) * ctx.world, loss, accuracy, lr)
     return True
+
+
+def batch_accuracy(rows: dict[str, list[Any]] | None, keep: list[bool]) -> float | None:
+    """The share of the batch's recorded examples predicted correctly (sampler repeats left out); None when the
+    step's records were not computed (dynamics other than inline: no extra work for the step log)."""
+    if rows is None or "correct" not in rows:
+        return None
+    flags = [bool(c) for c, k in zip(rows["correct"], keep) if k]
+    return sum(flags) / len(flags) if flags else None
 
 
 def record_epoch_end(ctx: TrainContext, recorder: EpochRecorder) -> bool:
@@ -235,7 +249,8 @@ def record_adversarial(ctx: TrainContext, recorder: EpochRecorder, epoch: int) -
 
 
 class ProgressReporter:
-    """Rank 0's `progress` events, throttled to about one a second."""
+    """Rank 0's `progress` events, throttled to about one a second, and its per-step log (storage.steplog:
+    loss, batch accuracy and learning rate of every step, for the run view's curves), written with them."""
 
     def __init__(self, run_dir: Path, n_epochs: int, start_epoch: int) -> None:
         self.run_dir = run_dir
@@ -248,18 +263,34 @@ class ProgressReporter:
         self.loss_sum = 0.0
         self.loss_n = 0
         self.epoch = -1
+        self.pending_steps: list[dict[str, Any]] = []  # storage.steplog rows not yet written
 
-    def step(self, epoch: int, step: int, total: int, n_examples: int, loss: float) -> None:
+    def step(
+        self,
+        epoch: int,
+        step: int,
+        total: int,
+        n_examples: int,
+        loss: float,
+        accuracy: float | None = None,
+        lr: float | None = None,
+    ) -> None:
         if epoch != self.epoch:
             self.epoch, self.loss_sum, self.loss_n = epoch, 0.0, 0
         self.examples += n_examples
         self.steps_done += 1
         self.loss_sum += loss
         self.loss_n += 1
+        self.pending_steps.append(
+            {"epoch": epoch, "step": step, "steps": total, "loss": loss, "accuracy": accuracy, "lr": lr}
+        )
         now = time.monotonic()
         if now - self.last < PROGRESS_EVERY_S and step not in (1, total):
             return
         self.last = now
+        # the step log goes with the progress event: one small append a second, and always at the epoch's end
+        append_steps(self.run_dir, self.pending_steps)
+        self.pending_steps = []
         elapsed = now - self.t0
         remaining = (self.n_epochs - epoch - 1) * total + (total - step)
         append_event(
@@ -385,13 +416,20 @@ def setup(run_dir: Path, flag: StopFlag) -> TrainContext:
 
 
 AfterTraining = Callable[[Any, TrainConfig, Callable[[], bool]], None]
+AfterEpoch = Callable[[Any, TrainConfig, Callable[[], bool]], dict[str, float]]
 
 
-def run_training(run_dir: Path, flag: StopFlag, after_training: AfterTraining | None = None) -> str:
+def run_training(
+    run_dir: Path,
+    flag: StopFlag,
+    after_training: AfterTraining | None = None,
+    after_epoch: AfterEpoch | None = None,
+) -> str:
     """Train (or resume) the run in `run_dir` on this rank; returns 'done' or 'cancelled'.
 
     `after_training(model, cfg, stop)` runs on rank 0 once the final model is saved (the job scores the
-    evaluation sets there: training itself knows nothing of evaluation)."""
+    evaluation sets there: training itself knows nothing of evaluation); `after_epoch(model, cfg, stop)` on rank
+    0 after each epoch's checkpoint, its numbers joining the epoch's summary (per-epoch evaluation)."""
     ctx = setup(run_dir, flag)
     cfg, acc = ctx.cfg, ctx.accelerator
     start = load_checkpoint(ctx)
@@ -450,6 +488,9 @@ def run_training(run_dir: Path, flag: StopFlag, after_training: AfterTraining | 
                     adv_accuracy=float(totals[4]) / attacked,
                     adv_seconds=round(t_adv, 2),
                 )
+            if after_epoch is not None:  # after the checkpoint: the epoch is safe whatever this costs
+                model = ctx.accelerator.unwrap_model(ctx.model)
+                metrics.update(after_epoch(model, cfg, lambda: ctx.flag.requested))
             append_event(run_dir, "epoch_end", epoch=epoch, metrics=metrics)
     if main:
         model = save_final_model(ctx)

@@ -1,8 +1,11 @@
 """Attacks: every attack job's figures (Clean%, Aua%, success rate, #Query) and, for the highlighted one, its
-per-example results with the changed words highlighted in the perturbed text (engine.analysis.attacks)."""
+per-example results with the changed words highlighted in the perturbed text (engine.analysis.attacks). A QA
+attack (negation, entity-rename) shows its context from just before the change, EM / F1 before and after in
+the title, and per example the question, the gold answers before and after, F1, or why it was not attacked."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +16,14 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine.analysis.attacks import STATUSES, attack_examples, list_attacks, marked_segments
+from engine.analysis.attacks import (
+    QA_METHODS,
+    around_change,
+    attack_examples,
+    list_attacks,
+    marked_segments,
+    statuses_of,
+)
 from engine.analysis.format import fmt_value
 from tui_app.screens.base import BaseScreen
 
@@ -153,16 +163,28 @@ class AttacksScreen(BaseScreen):
         table = self.query_one("#attack-examples", DataTable)
         table.clear()
         for row in self.examples:
+            if row["status"] == "unattackable":
+                shown = Text(f"not attacked: {row['reason']}", style="dim")
+            else:
+                shown = highlighted(*around_change(row["perturbed_text"] or "", row["changed_words"]))
             table.add_row(
                 row["example_id"],
                 row["status"],
                 row["prediction_before"],
-                row["prediction_after"],
+                row["prediction_after"] if row["prediction_after"] is not None else "-",
                 str(row["queries"]),
-                highlighted(row["perturbed_text"] or "", row["changed_words"]),
+                shown,
+            )
+        attack = self.chosen_attack()
+        figures = ""
+        if attack is not None and attack["f1"] is not None:
+            figures = (
+                f"EM {pct(attack['clean_accuracy'])} -> {pct(attack['aua'])}, "
+                f"F1 {pct(attack['clean_f1'])} -> {pct(attack['f1'])}, "
+                f"{attack['n_unattackable']} unattackable; "
             )
         self.query_one("#attacks-title", Static).update(
-            f"{message.run_id}: {len(self.examples)} example(s), status {self.status or 'all'} "
+            f"{message.run_id}: {figures}{len(self.examples)} example(s), status {self.status or 'all'} "
             "(s next status, r refresh)"
         )
         self.show_detail(0)
@@ -174,6 +196,10 @@ class AttacksScreen(BaseScreen):
             detail.update("")
             return
         row = self.examples[index]
+        attack = self.chosen_attack()
+        if attack is not None and attack["method"] in QA_METHODS:
+            detail.update(qa_detail(row))
+            return
         text = Text()
         text.append(f"{row['example_id']}  {row['status']}  ", style="bold")
         text.append(f"{row['prediction_before']} -> {row['prediction_after']}, {row['queries']} queries")
@@ -185,11 +211,40 @@ class AttacksScreen(BaseScreen):
         text.append(highlighted(row["perturbed_text"] or "", row["changed_words"]))
         detail.update(text)
 
+    def chosen_attack(self) -> dict[str, Any] | None:
+        return next((a for a in self.attacks if a["run_id"] == self.chosen), None)
+
     def action_status(self) -> None:
-        cycle: list[str | None] = [None, *STATUSES]
+        attack = self.chosen_attack()
+        cycle: list[str | None] = [None, *statuses_of(attack["method"] if attack else None)]
+        if self.status not in cycle:
+            self.status = None
         self.status = cycle[(cycle.index(self.status) + 1) % len(cycle)]
         if self.chosen:
             self.load_examples(self.chosen, self.status)
+
+
+def qa_detail(row: dict[str, Any]) -> Text:
+    """One QA attack row: the question, the gold answers and predictions before and after with their F1, and
+    the context around the change before and after (or why the example was not attacked)."""
+
+    def golds(value: str | None) -> str:
+        answers = json.loads(value or "[]")
+        return " | ".join(a["text"] for a in answers) if answers else "(no answer)"
+
+    text = Text()
+    text.append(f"{row['example_id']}  {row['status']}  ", style="bold")
+    text.append(f"Q: {row['text_pair']}")
+    text.append(f"\nbefore: gold {golds(row['answers'])}; predicted {row['prediction_before']!r}")
+    text.append(f", F1 {fmt_value(row['f1_before'])}")
+    if row["status"] == "unattackable":
+        text.append(f"\nnot attacked: {row['reason']}", style="dim")
+        return text
+    text.append(f"\nafter:  gold {golds(row['perturbed_answers'])}; predicted {row['prediction_after']!r}")
+    text.append(f", F1 {fmt_value(row['f1_after'])}")
+    text.append("\nattacked: ")
+    text.append(highlighted(*around_change(row["perturbed_text"] or "", row["changed_words"])))
+    return text
 
 
 def pct(value: float | None) -> str:

@@ -1,9 +1,11 @@
-"""Case studies: per region, a seeded sample of representative examples (nearest the region's centre, or random);
-exported to Markdown."""
+"""Case studies: per region, a seeded sample of representative examples (nearest the region's centre, or random)
+with their tags; exported to Markdown (every region, or the one under the cursor), a new file each time, named by
+run, region and time, saying whether the run was complete."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +16,20 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.analysis.bounds import fitted_map_bounds
-from engine.analysis.cases import case_studies, case_studies_markdown, export_path
+from engine.analysis.cases import (
+    case_studies,
+    case_studies_markdown,
+    export_path,
+    run_completeness,
+    tags_text,
+)
 from engine.analysis.regions import Bounds
-from engine.analysis.runs import get_run, latest_run_with_metrics
-from storage.artifacts import write_atomic_bytes
+from engine.analysis.runs import get_run, latest_run_with_metrics, run_label
+from storage.artifacts import write_new_file
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import fill_table
 
-CASE_COLUMNS = ["region", "#", "example", "conf", "var", "correct", "text"]
+CASE_COLUMNS = ["region", "#", "example", "conf", "var", "correct", "tags", "text"]
 
 
 @dataclass
@@ -44,6 +52,7 @@ class CasesScreen(BaseScreen):
         Binding("plus,equals_sign", "size(1)", "More", id="cases.more"),
         Binding("minus", "size(-1)", "Fewer", id="cases.fewer"),
         Binding("e", "export", "Export .md", id="cases.export"),
+        Binding("x", "export_region", "Export region", id="cases.export_region"),
     ]
     DEFAULT_CSS = """
     CasesScreen #cases-title { height: 1; padding: 0 1; background: $boost; }
@@ -67,6 +76,7 @@ class CasesScreen(BaseScreen):
         self.run: dict[str, Any] | None = None
         self.studies: dict[str, list[dict[str, Any]]] = {}
         self.last_export: Path | None = None
+        self.exports: list[Path] = []  # every file this screen wrote, in order
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -109,8 +119,10 @@ class CasesScreen(BaseScreen):
             return
         self.run, self.studies = message.run, message.studies
         self.run_id = message.run["run_id"]
+        running = "" if message.run.get("status") == "done" else f" ({message.run.get('status')})"
         title.update(
-            f"run {self.run_id} · {self.kind} · {self.bounds.describe(self.kind)} · {self.describe()}"
+            f"run {run_label(message.run)}{running} · {self.kind} · {self.bounds.describe(self.kind)} · "
+            f"{self.describe()}"
         )
         rows: list[tuple[str | None, list[str]]] = []
         for region, found in message.studies.items():
@@ -126,6 +138,7 @@ class CasesScreen(BaseScreen):
                             f"{row['confidence']:.3f}",
                             f"{row['variability']:.3f}",
                             f"{row['correctness']:.2f}",
+                            tags_text(row.get("annotations") or [])[:24],
                             text[:60],
                         ],
                     )
@@ -158,19 +171,39 @@ class CasesScreen(BaseScreen):
         self.action_open()
 
     def action_export(self) -> None:
+        """Every region's case studies into one new file."""
         if self.run is None:
             return
-        self.export(self.run, self.studies)
+        self.export(self.run, self.studies, f"all-{self.kind}")
 
-    @work(thread=True, exclusive=True, group="cases-export", exit_on_error=False)
-    def export(self, run: dict[str, Any], studies: dict[str, list[dict[str, Any]]]) -> None:
+    def action_export_region(self) -> None:
+        """The case studies of the region under the cursor into a new file."""
+        table = self.query_one(DataTable)
+        if self.run is None or table.row_count == 0:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        region = str(key).split("\t", 1)[0]
+        self.export(self.run, {region: self.studies.get(region, [])}, region)
+
+    @work(thread=True, group="cases-export", exit_on_error=False)
+    def export(self, run: dict[str, Any], studies: dict[str, list[dict[str, Any]]], region: str) -> None:
+        now = datetime.now(timezone.utc)
         text = case_studies_markdown(
-            run["run_id"], run["dataset"], self.kind, self.bounds, self.mode, self.seed, studies
+            run["run_id"],
+            run["dataset"],
+            self.kind,
+            self.bounds,
+            self.mode,
+            self.seed,
+            studies,
+            name=run.get("name"),
+            completeness=run_completeness(self.ws, run),  # as the run's events say now
+            exported_at=now,
         )
-        path = export_path(self.ws, run["run_id"], self.kind)
-        write_atomic_bytes(path, text.encode())
+        path = write_new_file(export_path(self.ws, run, region, now), text.encode())
         self.post_message(CasesExported(path))
 
     def on_cases_exported(self, message: CasesExported) -> None:
         self.last_export = message.path
+        self.exports.append(message.path)
         self.notify(f"case studies written to {message.path}", timeout=6)

@@ -15,7 +15,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
 from engine.analysis.attacks import attack_methods, attack_table, table3_values
-from engine.analysis.evaluations import evaluations, metric_names
+from engine.analysis.evaluations import evaluations, metric_names, set_groups
+from engine.analysis.runs import list_runs, run_label, run_summary
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import BarChart
 
@@ -24,6 +25,7 @@ from tui_app.widgets import BarChart
 class EvalsLoaded(Message):
     rows: list[dict[str, Any]]
     attacks: list[dict[str, Any]]
+    runs: dict[str, dict[str, Any]]  # run id -> its row of engine.analysis.runs.list_runs (name, origin, ...)
 
 
 class CompareScreen(BaseScreen):
@@ -31,6 +33,7 @@ class CompareScreen(BaseScreen):
     BINDINGS = [
         Binding("m", "metric", "Metric", id="compare.metric"),
         Binding("a", "all", "All runs", id="compare.all"),
+        Binding("t", "curves", "Curves", id="compare.curves"),
         Binding("r", "refresh", "Refresh", id="compare.refresh"),
     ]
     DEFAULT_CSS = """
@@ -45,6 +48,7 @@ class CompareScreen(BaseScreen):
         self.rows: list[dict[str, Any]] = []
         self.attacks: list[dict[str, Any]] = []  # attack_table rows: (run, dataset) with Clean%, Aua%, #Query
         self.metric: str | None = None
+        self.names: dict[str, str] = {}  # run id -> its name (or id)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,7 +73,8 @@ class CompareScreen(BaseScreen):
         with self.catalog(do_sync=True) as con:
             rows = evaluations(con)
             attacks = attack_table(con)
-        self.post_message(EvalsLoaded(rows, attacks))
+            runs = {run["run_id"]: run for run in list_runs(con)}
+        self.post_message(EvalsLoaded(rows, attacks, runs))
 
     def on_evals_loaded(self, message: EvalsLoaded) -> None:
         self.rows, self.attacks = message.rows, message.attacks
@@ -78,10 +83,11 @@ class CompareScreen(BaseScreen):
             self.metric = names[0] if names else None
         picker = self.query_one(SelectionList)
         picker.clear_options()
-        origins = {r["run_id"]: r.get("origin") for r in self.attacks + self.rows}
+        self.names = {run_id: run_label(run) for run_id, run in message.runs.items()}
         runs = list(dict.fromkeys(r["run_id"] for r in self.rows + self.attacks))
-        # a retrain says what it trained on ("ambiguous 33% of <run>"), so two runs can be told apart
-        picker.add_options([(f"{run} ({origins[run]})" if origins[run] else run, run, True) for run in runs])
+        # name, what it trained on and where a retrain came from ("ambiguous 33% of <run>"): runs told apart
+        summaries = {run_id: run_summary(run) for run_id, run in message.runs.items()}
+        picker.add_options([(summaries.get(run, run), run, True) for run in runs])
         self.paint()
 
     def on_selection_list_selected_changed(self) -> None:
@@ -98,6 +104,14 @@ class CompareScreen(BaseScreen):
     def action_all(self) -> None:
         self.query_one(SelectionList).select_all()
 
+    def action_curves(self) -> None:
+        """The picked runs' training curves overlaid, with the settings in which they differ."""
+        picked = list(self.query_one(SelectionList).selected)
+        if picked:
+            self.app.open_run_view(picked)  # type: ignore[attr-defined]
+        else:
+            self.notify("pick runs first (space)", timeout=3)
+
     def paint(self) -> None:
         title = self.query_one("#compare-title", Static)
         if not self.rows and not self.attacks:
@@ -106,7 +120,8 @@ class CompareScreen(BaseScreen):
         chosen = set(self.query_one(SelectionList).selected)
         everyone = dict.fromkeys(row["run_id"] for row in self.rows + self.attacks)
         runs = [r for r in everyone if r in chosen]
-        sets = list(dict.fromkeys(row["eval_set"] for row in self.rows))
+        set_group = set_groups(self.rows)  # in-domain, adversarial, shift (engine.analysis.evaluations)
+        sets = list(set_group)
         value = {(row["run_id"], row["eval_set"]): row["metrics"] for row in self.rows}
         metric = self.metric or ""
         attack_names, attack_cells = self.attack_columns(runs)
@@ -126,28 +141,39 @@ class CompareScreen(BaseScreen):
             for eval_set in sets:
                 v = value.get((run, eval_set), {}).get(metric)
                 cells.append("" if v is None else f"{v:.3f}" if v <= 1 else f"{v:.1f}")
-            rows.append([run, *cells, *attack_cells.get(run, [""] * len(attack_names))])
+            rows.append([self.names.get(run, run), *cells, *attack_cells.get(run, [""] * len(attack_names))])
         # explicit widths: the table is rebuilt often and must not depend on when Textual measures it
-        table.header_height = 2 if attack_names else 1  # an attack column's label: the method over the figure
-        for index, name in enumerate(["run", *sets, *attack_names]):
+        table.header_height = (
+            2  # a set's label: its group over its name; an attack's: the method over the figure
+        )
+        for index, name in enumerate(["run", *[f"{set_group[s]}\n{s}" for s in sets], *attack_names]):
             width = max(len(line) for line in name.split("\n"))
             table.add_column(name, width=max([width] + [len(r[index]) for r in rows]))
         for row in rows:
             table.add_row(*row)
         if sets:
             series = [
-                (run, [float(value.get((run, s), {}).get(metric) or 0.0) for s in sets]) for run in runs
+                (self.names.get(run, run), [float(value.get((run, s), {}).get(metric) or 0.0) for s in sets])
+                for run in runs
             ]
             self.query_one(BarChart).set_data(metric, sets, series)
         else:  # attacks only: the accuracies of the table, clean and under each attack
             groups = [n.replace("\n", " ").strip() for n in attack_names if not n.endswith("#Q")]
             picked = [row for row in self.attacks if row["run_id"] in chosen]
             series = [
-                (f"{row['run_id']} {row['dataset']}" if len(self.attack_sets) > 1 else row["run_id"], values)
+                (
+                    f"{self.run_name(row)} {row['dataset']}"
+                    if len(self.attack_sets) > 1
+                    else self.run_name(row),
+                    values,
+                )
                 for row in picked
                 for values in [self.accuracies(row)]
             ]
             self.query_one(BarChart).set_data("%", groups, series, title="Clean% and Aua% by attack")
+
+    def run_name(self, row: dict[str, Any]) -> str:
+        return self.names.get(row["run_id"], row["run_id"])
 
     @property
     def attack_sets(self) -> list[str]:

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.analysis.datasets import list_datasets
 from engine.analysis.progress import progress_label, workspace_fingerprint
-from engine.analysis.runs import runs_overview
+from engine.analysis.runs import run_label, runs_overview
 from engine.errors import BadInputError
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import fill_table
@@ -55,6 +55,7 @@ class HomeScreen(BaseScreen):
         Binding("e", "examples", "Examples", id="home.examples"),
         Binding("c", "cases", "Case studies", id="home.cases", show=False),
         Binding("j", "jobs", "Jobs", id="home.jobs"),
+        Binding("t", "curves", "Curves", id="home.curves", show=False),
         Binding("v", "compare", "Compare", id="home.compare", show=False),
         Binding("s", "sql", "SQL", id="home.sql", show=False),
         Binding("n", "new_job", "New job", id="home.new_job"),
@@ -185,7 +186,7 @@ class HomeScreen(BaseScreen):
                 (
                     r["run_id"],
                     [
-                        r["run_id"],
+                        run_label(r),
                         r["kind"],
                         r["dataset"] or "",
                         r["status"],
@@ -204,7 +205,7 @@ class HomeScreen(BaseScreen):
                 (
                     j["run_id"],
                     [
-                        j["run_id"],
+                        run_label(j),
                         j.get("kind") or "",
                         j["status"],
                         progress_label(j),
@@ -268,6 +269,14 @@ class HomeScreen(BaseScreen):
 
     def action_jobs(self) -> None:
         self.app.open_jobs()  # type: ignore[attr-defined]
+
+    def action_curves(self) -> None:
+        """The live curves of the job (jobs table focused) or run under the cursor."""
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.id == "jobs" and self.selected("#jobs"):
+            self.app.open_run_view(self.selected("#jobs"))  # type: ignore[attr-defined]
+        else:
+            self.app.open_run_view(self.selected_run())  # type: ignore[attr-defined]
 
     def action_compare(self) -> None:
         self.app.open_compare()  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 
 from engine.analysis.datasets import list_datasets
 from engine.analysis.progress import JobFollower, progress_label, progress_of
-from engine.analysis.runs import runs_overview
+from engine.analysis.runs import run_label, runs_overview
 from engine.errors import BadInputError
 from engine.jobs import ACTIVE_STATES, list_jobs
 from engine.jobs.registry import KINDS
@@ -304,6 +304,7 @@ class JobsScreen(BaseScreen):
         Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
         Binding("R", "resume_job", "Resume", id="jobs.resume"),
         Binding("m", "map", "Data map", id="jobs.map"),
+        Binding("t", "curves", "Curves", id="jobs.curves", show=False),
         Binding("r", "refresh", "Refresh", id="jobs.refresh", show=False),  # it polls every second anyway
     ]
     DEFAULT_CSS = """
@@ -394,7 +395,7 @@ class JobsScreen(BaseScreen):
                 (
                     job["run_id"],
                     [
-                        job["run_id"],
+                        run_label(job),
                         str(job.get("kind") or ""),
                         str(job.get("dataset") or ""),
                         str(job.get("status", "?")),
@@ -578,3 +579,6 @@ class JobsScreen(BaseScreen):
 
     def action_map(self) -> None:
         self.app.open_map(self.selected_run())  # type: ignore[attr-defined]
+
+    def action_curves(self) -> None:
+        self.app.open_run_view(self.selected_run())  # type: ignore[attr-defined]
