@@ -1,6 +1,6 @@
 """A workspace built the way a user builds one: `dynascope import` of a real SST-2 slice (../shared/data), then two
-tiny real `dynascope train` runs of the offline MiniLM (two seeds, evaluated on a held-out slice), through the CLI
-in subprocesses. Built once per test session (a pytest plugin: `pytest_plugins = ["tests.real_run_fixtures"]`);
+tiny real `dynascope train` runs of the offline MiniLM (two seeds, named `seed-1` and `seed-2`, evaluated on a
+held-out slice after each epoch), through the CLI in subprocesses. Built once per test session (a pytest plugin: `pytest_plugins = ["tests.real_run_fixtures"]`);
 each test gets a private copy, since tests write annotations, exports and jobs into it."""
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ def train_processes(ws: Workspace, extra: tuple[str, ...] = ()) -> list[subproce
             *TRAIN_ARGS,
             "--seed",
             str(seed),
+            "--name",
+            f"seed-{seed}",
             "--eval",
             HELD,
+            "--eval-each-epoch",
             *extra,
             "--json",
         )

@@ -5,7 +5,9 @@ against numbers a fixture chose."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
 
@@ -18,8 +20,9 @@ from textual.widgets import DataTable, Input, Static
 
 from engine import jobs as engine_jobs
 from engine.analysis.progress import progress_label
-from storage.artifacts import shard_scan_sql
+from storage.artifacts import read_events, shard_scan_sql
 from storage.catalog import open_catalog
+from storage.steplog import read_steps
 from tests.conftest import run_cli
 from tests.tui_helpers import make_app, screen_text, settle, wait_until
 from tui_app.page_table import PageTable
@@ -32,6 +35,7 @@ from tui_app.screens.examples import PAGE_SIZE, ExamplesScreen
 from tui_app.screens.help import HelpScreen
 from tui_app.screens.home import HomeScreen
 from tui_app.screens.jobs import JOB_COLUMNS, JobForm, JobsScreen
+from tui_app.screens.runview import RunViewScreen
 from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
 
 pytest_plugins = ["tests.real_run_fixtures"]  # the trained_ws fixture
@@ -53,6 +57,88 @@ def column_values(table: PageTable, key: str) -> list[str]:
 
 def header_text(app) -> str:  # noqa: ANN001
     return screen_text(app).splitlines()[0]
+
+
+# ---- items 2 and 5: run view, names, compare overlay; case-study exports ---------------------------------
+
+
+async def test_run_view_names_compare_overlay_and_case_study_export(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
+    steps = read_steps(ws.run_dir(runs.run_a))
+    epochs = {
+        e["epoch"]: e["metrics"] for e in read_events(ws.run_dir(runs.run_a)) if e["type"] == "epoch_end"
+    }
+    assert len(steps) == runs.epochs * 7 and sorted(epochs) == [0, 1]  # 110 examples / batch 16 = 7 steps
+    configs = {
+        run: json.loads((ws.run_dir(run) / "config.json").read_text()) for run in (runs.run_a, runs.run_b)
+    }
+    app = make_app(ws)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "seed-1" in text and "seed-2" in text  # home lists the runs by name
+        app.open_run_view(runs.run_a)
+        await settle(app, pilot)
+        view = app.screen
+        assert isinstance(view, RunViewScreen) and view.run_ids == [runs.run_a]
+        assert await wait_until(app, pilot, lambda: view.last is not None, timeout=20)
+        shown = view.last
+        assert shown.title.startswith(f"seed-1 · {runs.dataset} · done · epoch 2/2 100%")
+        assert shown.loss_lines[0].y == [s["loss"] for s in steps]
+        assert [p for p in shown.loss_points[0].y] == [epochs[0]["train_loss"], epochs[1]["train_loss"]]
+        assert [row[0] for row in shown.table_rows] == ["1", "2"]
+        await pilot.press("escape")
+        await settle(app, pilot)
+
+        app.open_compare()
+        await settle(app, pilot)
+        assert isinstance(app.screen, CompareScreen)
+        text = screen_text(app)
+        assert f"seed-1 · {runs.dataset}" in text and f"seed-2 · {runs.dataset}" in text
+        await pilot.press("t")
+        await settle(app, pilot)
+        overlay = app.screen
+        assert isinstance(overlay, RunViewScreen) and set(overlay.run_ids) == {runs.run_a, runs.run_b}
+        assert await wait_until(app, pilot, lambda: overlay.last is not None, timeout=20)
+        differ = {row[0]: row[1:] for row in overlay.last.table_rows}
+        assert differ["seed"] == [str(configs[r]["seed"]) for r in overlay.run_ids]
+        assert differ["name"] == [configs[r]["name"] for r in overlay.run_ids]
+        assert "lr" not in differ and "epochs" not in differ  # only the settings in which they differ
+        assert [len(line) for line in overlay.last.loss_lines] == [len(steps), len(steps)]
+        await pilot.press("escape", "escape")
+        await settle(app, pilot)
+
+        # item 5: an example of the case studies tagged and noted in its detail screen, then exported twice
+        app.open_cases(runs.run_a)
+        await settle(app, pilot)
+        cases = app.screen
+        assert isinstance(cases, CasesScreen) and cases.studies
+        region, rows = next((r, found) for r, found in cases.studies.items() if found)
+        chosen = rows[0]["example_id"]
+        app.open_detail(runs.dataset, chosen, runs.run_a)
+        await settle(app, pilot)
+        await pilot.press("t", *"odd-label", "enter")
+        await settle(app, pilot)
+        await pilot.press("a", *"seed 2 disagrees", "enter")
+        await settle(app, pilot)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen is cases
+        await pilot.press("m", "m")  # random and back: reloaded with the annotations
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        first, second = cases.exports[-2:]
+        assert first != second and first.is_file() and second.is_file()  # never overwritten
+        assert re.fullmatch(r"case-studies-seed-1-all-cartography-\d{8}-\d{6}(-\d+)?\.md", first.name)
+        text = first.read_text()
+        assert text.startswith(f"# Case studies: run seed-1 ({runs.run_a})\n")
+        assert "Run: complete (done, 2 of 2 epochs)." in text
+        block = text.split(f"### {chosen}\n", 1)[1].split("###", 1)[0]
+        assert "- tags: odd-label" in block and "seed 2 disagrees" in block
+        assert not app.errors, app.errors
 
 
 # ---- item 4: examples -------------------------------------------------------------------------------------
@@ -347,9 +433,12 @@ async def test_every_screen_of_the_real_workspace_at_80x24(trained_ws):  # noqa:
         await settle(app, pilot)
         assert isinstance(app.screen, HomeScreen) and "home" in header_text(app) and fits(app, size)
         text = screen_text(app)
-        for run_id in (runs.run_a, runs.run_b):  # the runs table keeps each run's status in view
-            line = next(line for line in text.splitlines() if run_id in line)
+        for name, run_id in (("seed-1", runs.run_a), ("seed-2", runs.run_b)):
+            # the runs table keeps each run's name, status and key metric (its evaluation's accuracy) in view
+            evaluation = json.loads((ws.run_dir(run_id) / "eval" / f"{runs.held}.json").read_text())
+            line = next(line for line in text.splitlines() if f" {name} " in line)
             assert " done " in line and "2/2" in line
+            assert f"accuracy {evaluation['metrics']['accuracy']:.3f}" in line, line
         for key, screen_type, title, needle in (
             ("m", DataMapScreen, "data map", f"({runs.n_train} examples)"),
             ("e", ExamplesScreen, "examples", f"{runs.n_train} rows · page 1/3"),
