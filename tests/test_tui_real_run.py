@@ -85,7 +85,7 @@ async def test_run_view_names_compare_overlay_and_case_study_export(trained_ws):
         shown = view.last
         assert shown.title.startswith(f"seed-1 · {runs.dataset} · done · epoch 2/2 100%")
         assert shown.loss_lines[0].y == [s["loss"] for s in steps]
-        assert [p for p in shown.loss_points[0].y] == [epochs[0]["train_loss"], epochs[1]["train_loss"]]
+        assert shown.loss_points[0].y == [epochs[0]["train_loss"], epochs[1]["train_loss"]]
         assert [row[0] for row in shown.table_rows] == ["1", "2"]
         await pilot.press("escape")
         await settle(app, pilot)
@@ -113,7 +113,7 @@ async def test_run_view_names_compare_overlay_and_case_study_export(trained_ws):
         await settle(app, pilot)
         cases = app.screen
         assert isinstance(cases, CasesScreen) and cases.studies
-        region, rows = next((r, found) for r, found in cases.studies.items() if found)
+        rows = next(found for found in cases.studies.values() if found)
         chosen = rows[0]["example_id"]
         app.open_detail(runs.dataset, chosen, runs.run_a)
         await settle(app, pilot)
@@ -620,6 +620,24 @@ async def follow_a_live_run(ws, runs, pids: list[int]) -> None:  # noqa: ANN001
             assert await wait_until(
                 app, pilot, lambda: (home_job_row(app, run_id) or [""] * 4)[3] == expected
             )
+
+            # item 5: case studies exported while it trains say that it is still training
+            app.open_cases(run_id)
+            await settle(app, pilot)
+            cases = app.screen
+            assert isinstance(cases, CasesScreen) and cases.run_id == run_id and cases.studies
+            await pilot.press("e")
+            await settle(app, pilot)
+            assert cases.last_export is not None and cases.last_export.name.startswith(
+                f"case-studies-{run_id}-"
+            )
+            exported = cases.last_export.read_text()
+            assert f"Run: **still training** ({job['epochs_done']} of 20 epochs done" in exported, exported[
+                :400
+            ]
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert app.screen is jobs
 
             # cancel asks first: `n` keeps it training, `y` cancels
             await pilot.press("c")
