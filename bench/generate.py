@@ -34,7 +34,14 @@ async def measure(
     base_url: str, model: str, concurrency: int, n_requests: int, tag: str
 ) -> tuple[float, float]:
     """(requests/s, completion tokens/s) for `n_requests` distinct tiny requests (no cache: each one is paid)."""
-    endpoint = Endpoint(base_url=base_url, model=model, concurrency=concurrency, timeout_s=120, max_retries=0)
+    endpoint = Endpoint(
+        base_url=base_url,
+        model=model,
+        concurrency=concurrency,
+        timeout_s=120,
+        max_retries=0,
+        json_mode="json_object_schema",  # llama.cpp's server form (it refuses json_schema)
+    )
     async with GenerationClient(endpoint, cache=None) as client:
         prompts = [
             [{"role": "user", "content": f"Reply with a JSON object with the number {i} as n. ({tag})"}]

@@ -24,7 +24,19 @@ pytest_plugins = ["tests.llm_fixtures"]  # llm_server, fault_proxy, gen_ws
 
 
 def generate(ws: Workspace, base_url: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    result = run_cli(ws, "generate", "--base-url", base_url, "--model", "smollm2", *args, "--json", env=env)
+    result = run_cli(
+        ws,
+        "generate",
+        "--base-url",
+        base_url,
+        "--model",
+        "smollm2",
+        "--json-mode",
+        "json_object_schema",
+        *args,
+        "--json",
+        env=env,
+    )
     assert result.code == 0, result.stderr
     return result.json()
 

@@ -17,6 +17,8 @@ from engine.generation.server import LocalServer
 
 pytest_plugins = ["tests.llm_fixtures"]  # llm_server, fault_proxy
 
+LLAMA_CPP_JSON = "json_object_schema"  # what llama.cpp's server takes (it refuses OpenAI's json_schema)
+
 
 class Capital(BaseModel):
     city: str
@@ -32,12 +34,14 @@ def ask(i: int, marker: str = "") -> list[dict[str, str]]:
 
 def test_structured_reply_and_cache(llm_server: LocalServer, tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "cache.sqlite")
-    endpoint = Endpoint(base_url=llm_server.base_url, model=llm_server.model, concurrency=2)
+    endpoint = Endpoint(
+        base_url=llm_server.base_url, model=llm_server.model, concurrency=2, json_mode=LLAMA_CPP_JSON
+    )
 
     async def twice() -> tuple:
         async with GenerationClient(endpoint, cache) as client:
-            first = await client.structured(ask(1), Capital, max_tokens=40)
-            second = await client.structured(ask(1), Capital, max_tokens=40)
+            first = await client.structured(ask(1), Capital, max_tokens=24)
+            second = await client.structured(ask(1), Capital, max_tokens=24)
             return first, second, client.usage
 
     first, second, usage = asyncio.run(twice())
@@ -67,16 +71,22 @@ def test_every_fault_kept_or_counted(fault_proxy: FaultProxy, llm_server: LocalS
         fault_proxy.add(fault, marker, times=None)
     markers = [*transient, *permanent, "OK1", "OK2", "OK3"]
     endpoint = Endpoint(
-        base_url=fault_proxy.base_url, model=llm_server.model, concurrency=4, timeout_s=1.5, max_retries=2
+        base_url=fault_proxy.base_url,
+        model=llm_server.model,
+        concurrency=3,
+        timeout_s=5.0,  # the server answers one request at a time: a queued request waits for the others
+        max_retries=2,
+        json_mode=LLAMA_CPP_JSON,
     )
 
     async def run_all() -> tuple:
         async with GenerationClient(endpoint) as client:
             outcomes = await asyncio.gather(
-                *(client.structured(ask(i, m), Capital, max_tokens=40) for i, m in enumerate(markers))
+                *(client.structured(ask(i, m), Capital, max_tokens=24) for i, m in enumerate(markers))
             )
             return dict(zip(markers, outcomes)), client.usage
 
+    fault_proxy.settings.hang_s = 6.0  # past the client's timeout
     outcomes, usage = asyncio.run(run_all())
     for marker in [*transient, "OK1", "OK2", "OK3"]:
         assert outcomes[marker].ok, (marker, outcomes[marker].reason, outcomes[marker].detail)
@@ -91,13 +101,31 @@ def test_every_fault_kept_or_counted(fault_proxy: FaultProxy, llm_server: LocalS
 def test_retry_after_is_honoured(fault_proxy: FaultProxy, llm_server: LocalServer) -> None:
     fault_proxy.settings.retry_after_s = 1.2  # longer than the client's own first backoff (0.5 s)
     fault_proxy.add("429", "RETRYAFTER", times=1)
-    endpoint = Endpoint(base_url=fault_proxy.base_url, model=llm_server.model, max_retries=2)
+    endpoint = Endpoint(
+        base_url=fault_proxy.base_url, model=llm_server.model, max_retries=2, json_mode=LLAMA_CPP_JSON
+    )
 
     async def one() -> object:
         async with GenerationClient(endpoint) as client:
-            return await client.structured(ask(0, "RETRYAFTER"), Capital, max_tokens=40)
+            return await client.structured(ask(0, "RETRYAFTER"), Capital, max_tokens=24)
 
     assert asyncio.run(one()).ok  # type: ignore[attr-defined]
     limited, retried = fault_proxy.log[0], fault_proxy.log[1]
     assert limited.action == "429" and retried.action == "forwarded" and retried.body_sha == limited.body_sha
     assert retried.at - limited.at >= 1.2
+
+
+def test_refused_response_format_steps_down(llm_server: LocalServer) -> None:
+    """OpenAI's json_schema (the default) is refused by llama.cpp's server: the client steps down to the form it
+    takes, once, and the reply still validates."""
+    endpoint = Endpoint(base_url=llm_server.base_url, model=llm_server.model, max_retries=0)
+
+    async def two() -> tuple:
+        async with GenerationClient(endpoint) as client:
+            outcomes = [await client.structured(ask(i), Capital, max_tokens=24) for i in (7, 8)]
+            return outcomes, client
+
+    outcomes, client = asyncio.run(two())
+    assert all(o.ok for o in outcomes), outcomes
+    assert client.json_mode == LLAMA_CPP_JSON and client.usage.format_fallbacks == 1
+    assert client.usage.requests == 3  # the refused one, then one per question

@@ -38,7 +38,8 @@ def serve_cmd(port: int | None, n_ctx: int) -> None:
     click.echo(server.base_url)  # the one line on stdout: scripts read the URL from it
     sys.stdout.flush()
     stderr.print(
-        f"model: {server.model}  (dynascope generate --base-url {server.base_url} --model {server.model})"
+        f"model: {server.model}  (dynascope generate --base-url {server.base_url} --model {server.model} "
+        "--json-mode json_object_schema)"
     )
     stderr.print("Ctrl-C stops it")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the server too, not only Ctrl-C

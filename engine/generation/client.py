@@ -27,7 +27,10 @@ from engine.errors import BadInputError
 from engine.generation.cache import CachedReply, ResponseCache, cache_key
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-JSON_MODES = ("json_schema", "json_object", "none")
+# How JSON is asked for, strictest first: OpenAI's `json_schema` (also vLLM, Ollama), llama-cpp-python's
+# `json_object` with a `schema` (its server refuses `json_schema`), plain `json_object`, or nothing (the prompt
+# alone). A server that refuses one is asked with the next, once per client.
+JSON_MODES = ("json_schema", "json_object_schema", "json_object", "none")
 # A server on this machine needs no key, but the openai client refuses an empty one.
 LOCAL_PLACEHOLDER_KEY = "no-key-needed-for-a-local-server"
 
@@ -94,6 +97,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     repairs: int = 0
+    format_fallbacks: int = 0  # the server refused a response_format: the next mode was used
     failures: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,6 +107,7 @@ class Usage:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "repairs": self.repairs,
+            "format_fallbacks": self.format_fallbacks,
             "failures": dict(self.failures),
         }
 
@@ -147,9 +152,16 @@ def response_format(mode: str, schema: type[BaseModel]) -> dict[str, Any] | None
             "type": "json_schema",
             "json_schema": {"name": schema.__name__, "schema": _schema_of(schema)},
         }
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": _schema_of(schema)}
     if mode == "json_object":
         return {"type": "json_object"}
     return None
+
+
+def refused_format(reason: str, detail: str) -> bool:
+    """The server rejected the request's response_format (a validation error naming it)."""
+    return reason in ("server-error", "http-error") and "response_format" in detail
 
 
 def _validate(content: str, schema: type[BaseModel]) -> tuple[dict[str, Any] | None, str, str]:
@@ -175,6 +187,7 @@ class GenerationClient:
         self.endpoint = endpoint
         self.cache = cache
         self.usage = Usage()
+        self.json_mode = endpoint.json_mode  # may step down once a server refuses it (JSON_MODES)
         self._semaphore = asyncio.Semaphore(endpoint.concurrency)
         self._openai = openai.AsyncOpenAI(
             base_url=endpoint.base_url,
@@ -241,18 +254,24 @@ class GenerationClient:
     ) -> Outcome:
         """Ask for a JSON object matching `schema`; a reply that is not JSON or fails the schema gets one repair
         request (the reply and the errors sent back). Never raises for the endpoint's failures."""
-        params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+        base: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
         if seed is not None:
-            params["seed"] = seed
-        fmt = response_format(self.endpoint.json_mode, schema)
-        if fmt is not None:
-            params["response_format"] = fmt
+            base["seed"] = seed
         outcome = Outcome()
         conversation = list(messages)
         for attempt in range(2):
-            reply, cached, reason, detail = await self._reply(conversation, params)
+            while True:
+                mode = self.json_mode
+                fmt = response_format(mode, schema)
+                params = {**base, **({"response_format": fmt} if fmt is not None else {})}
+                reply, cached, reason, detail = await self._reply(conversation, params)
+                if reply is not None or fmt is None or not refused_format(reason, detail):
+                    break
+                if self.json_mode == mode:  # not already stepped down by a concurrent request
+                    self.json_mode = JSON_MODES[JSON_MODES.index(mode) + 1]
+                    self.usage.format_fallbacks += 1
             if reply is None:
-                outcome.reason, outcome.detail = reason, detail
+                outcome.reason, outcome.detail = reason, detail[:300]
                 break
             outcome.cached = cached if attempt == 0 else outcome.cached and cached
             if not cached:
@@ -263,7 +282,7 @@ class GenerationClient:
                 outcome.value, outcome.reason, outcome.detail = value, None, ""
                 outcome.repaired = attempt == 1
                 break
-            outcome.reason, outcome.detail = reason, detail
+            outcome.reason, outcome.detail = reason, detail[:300]
             if attempt == 0:
                 self.usage.repairs += 1
                 conversation = conversation + [

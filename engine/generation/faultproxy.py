@@ -175,6 +175,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self._write(status, body, headers)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout): nothing to tell
+            self.close_connection = True
+
+    def _write(self, status: int, body: bytes, headers: dict[str, str] | None) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -78,7 +77,9 @@ class LocalServer:
         return f"http://{HOST}:{self.port}/v1"
 
     def command(self) -> list[str]:
-        threads = max(1, min(4, os.cpu_count() or 1))
+        threads = (
+            1  # llama.cpp threads spin-wait: on a shared 2-core machine one thread is several times faster
+        )
         return [
             sys.executable,
             "-m",
@@ -115,12 +116,24 @@ class LocalServer:
                 with urllib.request.urlopen(self.base_url + "/models", timeout=2) as resp:
                     models = json.load(resp)
                 if any(m.get("id") == MODEL_ALIAS for m in models.get("data", [])):
+                    self._warm_up()
                     return
             except (urllib.error.URLError, OSError, ValueError):
                 pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"the llama.cpp server was not ready on {self.base_url} within {timeout:.0f} s")
+
+    def _warm_up(self) -> None:
+        # the first completion pages the model in (seconds on a busy machine): pay it here, not in a request
+        body = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        request = urllib.request.Request(
+            self.base_url + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            resp.read()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
