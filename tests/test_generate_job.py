@@ -18,9 +18,10 @@ from engine.jobs.generate import read_results
 from storage.catalog import open_catalog
 from storage.workspace import Workspace
 from tests.conftest import run_cli
-from tests.llm_fixtures import SQUAD_NAME
 
 pytest_plugins = ["tests.llm_fixtures"]  # llm_server, fault_proxy, gen_ws
+
+SQUAD_NAME = "squad-few"  # what gen_ws imports (tests.llm_fixtures)
 
 
 def generate(ws: Workspace, base_url: str, *args: str, env: dict[str, str] | None = None) -> dict:
@@ -69,17 +70,43 @@ def examples(ws: Workspace, dataset: str) -> list[dict]:
 
 def test_context_then_qa_from_context_with_cache(gen_ws: Workspace, llm_server: LocalServer) -> None:
     url = llm_server.base_url
-    ctx = generate(gen_ws, url, "--pipeline", "context", "--from", SQUAD_NAME, "--name", "ctx", "--n", "3")
+    ctx = generate(
+        gen_ws,
+        url,
+        "--pipeline",
+        "context",
+        "--from",
+        SQUAD_NAME,
+        "--name",
+        "ctx",
+        "--n",
+        "2",
+        "--words",
+        "30",
+    )
     assert ctx["status"] == "done"
     contexts = examples(gen_ws, "ctx")
     records = provenance(gen_ws, "ctx")
-    assert len(records) == 3  # one context per sampled question, accepted or rejected with a reason
+    assert len(records) == 2  # one context per sampled question, accepted or rejected with a reason
     assert {r["reason"] for r in records if not r["accepted"]} <= {"too-long", "empty-context"}
     assert contexts, records  # a 135M model still writes some short paragraphs
     for ex in contexts:
         assert ex["text"] and len(ex["text_pair"].split()) <= 250
 
-    qa = generate(gen_ws, url, "--pipeline", "qa-from-context", "--from", "ctx", "--name", "qa", "--n", "3")
+    qa = generate(
+        gen_ws,
+        url,
+        "--pipeline",
+        "qa-from-context",
+        "--from",
+        "ctx",
+        "--name",
+        "qa",
+        "--n",
+        "2",
+        "--pairs",
+        "2",
+    )
     assert qa["status"] == "done"
     pairs = examples(gen_ws, "qa")
     records = provenance(gen_ws, "qa")
@@ -93,18 +120,25 @@ def test_context_then_qa_from_context_with_cache(gen_ws: Workspace, llm_server: 
             assert rec[key] not in (None, ""), (key, rec)
         assert rec["pipeline"] == "qa-from-context" and rec["endpoint_host"] == "127.0.0.1"
         assert rec["parent_dataset"] == "ctx" and rec["completion_tokens"] >= 0
-        assert rec["accepted"] or rec["reason"] in (
-            "answer-not-in-context",
-            "empty-answer",
-            "empty-question",
-            "duplicate",
-            "no-pairs",
-        )
+        filtered = ("answer-not-in-context", "empty-answer", "empty-question", "duplicate", "no-pairs")
+        assert rec["accepted"] or rec["reason"] in filtered or rec["reason"].startswith("request:"), rec
+        assert rec["accepted"] == (rec["reason"] is None)
     first_usage = usage_of(gen_ws, qa["run_id"])
-    assert first_usage["generation/requests"] >= 3
+    assert first_usage["generation/requests"] >= len(contexts)
 
     again = generate(
-        gen_ws, url, "--pipeline", "qa-from-context", "--from", "ctx", "--name", "qa2", "--n", "3"
+        gen_ws,
+        url,
+        "--pipeline",
+        "qa-from-context",
+        "--from",
+        "ctx",
+        "--name",
+        "qa2",
+        "--n",
+        "2",
+        "--pairs",
+        "2",
     )
     usage = usage_of(gen_ws, again["run_id"])
     assert usage["generation/requests"] == 0  # the same requests: all from the cache
@@ -143,6 +177,9 @@ def test_faults_then_kill_and_resume(
     killed with -9 once a few results are stored, then resumed: every good result kept, every failure counted with
     its reason, no duplicate example, and no request repeated for a result stored before the kill."""
     fault_proxy.settings.latency_s = 0.3
+    # past the job's --timeout 10, which leaves room for a request queued behind another (the server answers one
+    # request at a time, a few seconds each on a busy 2-core machine)
+    fault_proxy.settings.hang_s = 11.0
     contexts = []
     with open_catalog(gen_ws) as con:
         contexts = [
@@ -176,7 +213,7 @@ def test_faults_then_kill_and_resume(
         "--concurrency",
         "2",
         "--timeout",
-        "1.5",
+        "10",
         "--max-retries",
         "2",
     ]
@@ -235,15 +272,15 @@ def test_api_key_is_never_written(gen_ws: Workspace, fault_proxy: FaultProxy) ->
         "--model",
         "smollm2",
         "--pipeline",
-        "context",
+        "qa-from-context",
         "--from",
         SQUAD_NAME,
         "--name",
         "keyed",
         "--n",
-        "2",
-        "--words",
-        "40",
+        "1",
+        "--pairs",
+        "1",
         "--api-key-env",
         "DYNASCOPE_TEST_KEY",
         "--json",

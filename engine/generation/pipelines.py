@@ -24,13 +24,15 @@ class ContextReply(BaseModel):
     context: str = Field(description="the new paragraph")
 
 
+# Length limits are part of the schema: a server that turns the schema into a grammar (llama.cpp) cannot ramble
+# past them, and a reply that does fails validation.
 class QAPair(BaseModel):
-    question: str
-    answer: str = Field(description="a short span copied exactly from the context")
+    question: str = Field(max_length=120)
+    answer: str = Field(max_length=40, description="1 to 5 words copied exactly from the context")
 
 
 class QAReply(BaseModel):
-    pairs: list[QAPair]
+    pairs: list[QAPair] = Field(max_length=20)
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ QA_TEMPLATE = Template(
     version=1,
     system="You write reading-comprehension questions. Reply with JSON only.",
     user=(
-        "Write {pairs} question(s) about this paragraph. Each answer must be a short phrase copied exactly from "
-        'the paragraph.\nParagraph: {context}\nReply as {{"pairs": [{{"question": "...", "answer": "..."}}]}}'
+        "Paragraph: {context}\n\nWrite {pairs} question(s) about the paragraph above. Each answer is 1 to 5 "
+        "words copied word for word from the paragraph.\n"
+        'Reply as {{"pairs": [{{"question": "...", "answer": "..."}}]}}'
     ),
 )
 
@@ -122,11 +125,19 @@ CONTEXT = Pipeline(
 
 
 def answer_span(context: str, answer: str) -> int | None:
-    """The character offset of `answer` in `context` (its first exact occurrence), or None."""
+    """The character offset of `answer` in `context`: its first exact occurrence on word boundaries (a span cut
+    mid-word, as a length limit leaves it, is no answer), or None."""
     if not answer:
         return None
     offset = context.find(answer)
-    return offset if offset >= 0 else None
+    while offset >= 0:
+        end = offset + len(answer)
+        before_ok = offset == 0 or not (context[offset - 1].isalnum() and answer[0].isalnum())
+        after_ok = end == len(context) or not (context[end].isalnum() and answer[-1].isalnum())
+        if before_ok and after_ok:
+            return offset
+        offset = context.find(answer, offset + 1)
+    return None
 
 
 def qa_records(row: dict[str, Any], reply: dict[str, Any], settings: dict[str, Any]) -> list[Record]:
@@ -161,7 +172,7 @@ QA_FROM_CONTEXT = Pipeline(
     template=QA_TEMPLATE,
     schema=QAReply,
     messages=lambda row, s: _messages(QA_TEMPLATE, pairs=s["pairs"], context=row["text_pair"]),
-    max_tokens=lambda s: 48 * int(s["pairs"]) + 24,
+    max_tokens=lambda s: 64 * int(s["pairs"]) + 24,  # within the schema's length limits
     records=qa_records,
     needs="context",
 )
