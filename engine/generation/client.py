@@ -244,6 +244,20 @@ class GenerationClient:
             self.cache.put(key, reply)
         return reply, False, "", ""
 
+    async def text(
+        self, messages: list[dict[str, Any]], max_tokens: int = 16, temperature: float = 0.0
+    ) -> Outcome:
+        """A plain completion (no JSON): `value` is {"text": reply}. For throughput checks and free-text steps."""
+        params = {"temperature": temperature, "max_tokens": max_tokens}
+        reply, cached, reason, detail = await self._reply(list(messages), params)
+        if reply is None:
+            self.usage.failures[reason] += 1
+            return Outcome(reason=reason, detail=detail[:300])
+        tokens = (0, 0) if cached else (reply.prompt_tokens, reply.completion_tokens)
+        return Outcome(
+            value={"text": reply.content}, prompt_tokens=tokens[0], completion_tokens=tokens[1], cached=cached
+        )
+
     async def structured(
         self,
         messages: list[dict[str, Any]],
