@@ -281,6 +281,8 @@ def test_api_key_is_never_written(gen_ws: Workspace, fault_proxy: FaultProxy) ->
         "1",
         "--pairs",
         "1",
+        "--json-mode",
+        "json_object_schema",
         "--api-key-env",
         "DYNASCOPE_TEST_KEY",
         "--json",

@@ -5,9 +5,11 @@ openai client) or a failure counted with its reason."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from engine.generation.cache import ResponseCache
@@ -129,3 +131,38 @@ def test_refused_response_format_steps_down(llm_server: LocalServer) -> None:
     assert all(o.ok for o in outcomes), outcomes
     assert client.json_mode == LLAMA_CPP_JSON and client.usage.format_fallbacks == 1
     assert client.usage.requests == 3  # the refused one, then one per question
+
+
+def test_llm_serve_prints_its_base_url_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`dynascope llm serve --port P`: the base URL is the one line on stdout, the endpoint serves smollm2, and a
+    SIGTERM stops the server with the command."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from engine.generation.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui_app", "llm", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url == f"http://127.0.0.1:{port}/v1"
+        with urllib.request.urlopen(url + "/models", timeout=10) as resp:
+            assert [m["id"] for m in json.load(resp)["data"]] == ["smollm2"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with pytest.raises(ConnectionRefusedError):  # the llama.cpp server went with the command
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()

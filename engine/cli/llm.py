@@ -33,8 +33,13 @@ def serve_cmd(port: int | None, n_ctx: int) -> None:
     from engine.generation.server import LocalServer
 
     server = LocalServer(port=port, n_ctx=n_ctx)
-    with stderr.status("starting the llama.cpp server ..."):
-        server.start()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the server too (never an orphan), like Ctrl-C
+    try:
+        with stderr.status("starting the llama.cpp server ..."):
+            server.start()
+    except KeyboardInterrupt:
+        server.stop()
+        return
     click.echo(server.base_url)  # the one line on stdout: scripts read the URL from it
     sys.stdout.flush()
     stderr.print(
@@ -42,7 +47,6 @@ def serve_cmd(port: int | None, n_ctx: int) -> None:
         "--json-mode json_object_schema)"
     )
     stderr.print("Ctrl-C stops it")
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the server too, not only Ctrl-C
     try:
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
