@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.generation.cache import CACHE_FILE, cache_key
 from engine.generation.faultproxy import FaultProxy
 from engine.generation.server import LocalServer
+from engine.jobs import job_info
 from engine.jobs.generate import read_results
 from storage.catalog import open_catalog
 from storage.workspace import Workspace
@@ -297,3 +298,35 @@ def test_api_key_is_never_written(gen_ws: Workspace, fault_proxy: FaultProxy) ->
         assert FAKE_KEY.encode() not in path.read_bytes(), path
     config = json.loads((gen_ws.run_dir(result.json()["run_id"]) / "config.json").read_text())
     assert config["api_key_env"] == "DYNASCOPE_TEST_KEY"
+
+
+def test_cancel_then_resume_with_progress(gen_ws: Workspace, fault_proxy: FaultProxy) -> None:
+    """A detached generate job reports progress (requests, accepted / rejected, tokens, cache hits), stops as
+    `cancelled` on `dynascope job cancel`, and `--resume` finishes it without asking again for stored results."""
+    fault_proxy.settings.latency_s = 0.5
+    started = generate(
+        gen_ws, fault_proxy.base_url, "--pipeline", "qa-from-context", "--from", SQUAD_NAME, "--name", "paused",
+        "--n", "3", "--pairs", "1", "--concurrency", "1", "--detach",
+    )  # fmt: skip
+    run_id, run_dir = started["run_id"], gen_ws.run_dir(started["run_id"])
+    deadline = time.monotonic() + 120
+    while not read_results(run_dir):
+        assert time.monotonic() < deadline, "the job stored no results"
+        time.sleep(0.1)
+    assert run_cli(gen_ws, "job", "cancel", run_id).code == 0
+    while job_info(gen_ws, run_id)["status"] != "cancelled":
+        assert time.monotonic() < deadline, job_info(gen_ws, run_id)
+        time.sleep(0.2)
+    progress = [e for e in events(gen_ws, run_id) if e.get("type") == "progress"]
+    counts = progress[-1]["generation"]
+    assert progress[-1]["total"] == 3 and counts["requests"] >= 1
+    assert {"accepted", "rejected", "failed", "tokens", "cache_hits"} <= set(counts)
+    assert len(read_results(run_dir)) < 3
+    stored_before = cached_keys(gen_ws)
+
+    mark = len(fault_proxy.log)
+    resumed = run_cli(gen_ws, "generate", "--resume", run_id, "--json")
+    assert resumed.code == 0 and resumed.json()["status"] == "done", resumed.stderr
+    assert sorted(read_results(run_dir)) == [0, 1, 2]
+    for entry in fault_proxy.log[mark:]:  # nothing asked again whose reply was stored before the cancel
+        assert key_of(entry.body) not in stored_before
