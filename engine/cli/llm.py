@@ -33,7 +33,9 @@ def serve_cmd(port: int | None, n_ctx: int) -> None:
     from engine.generation.server import LocalServer
 
     server = LocalServer(port=port, n_ctx=n_ctx)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the server too (never an orphan), like Ctrl-C
+    signal.signal(
+        signal.SIGTERM, _interrupt
+    )  # `kill PID` stops the server too (never an orphan), like Ctrl-C
     try:
         with stderr.status("starting the llama.cpp server ..."):
             server.start()
