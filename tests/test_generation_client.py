@@ -161,8 +161,14 @@ def test_llm_serve_prints_its_base_url_and_stops_on_sigterm(tmp_path: Path) -> N
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if (
+            proc.poll() is None
+        ):  # SIGTERM first: the command stops its llama.cpp server (a SIGKILL orphans it)
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     with pytest.raises(ConnectionRefusedError):  # the llama.cpp server went with the command
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
