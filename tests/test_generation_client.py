@@ -148,14 +148,14 @@ def test_llm_serve_prints_its_base_url_and_stops_on_sigterm(tmp_path: Path) -> N
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui_app", "llm", "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
-        assert url == f"http://127.0.0.1:{port}/v1"
+        assert url == f"http://127.0.0.1:{port}/v1", proc.stderr.read() if proc.poll() is not None else ""
         with urllib.request.urlopen(url + "/models", timeout=10) as resp:
             assert [m["id"] for m in json.load(resp)["data"]] == ["smollm2"]
         proc.send_signal(signal.SIGTERM)

@@ -12,6 +12,9 @@ from engine.cli.common import stderr, user_errors
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    signal.signal(
+        signal.SIGTERM, signal.SIG_IGN
+    )  # once: a second SIGTERM must not cut the server's stop short
     raise KeyboardInterrupt
 
 
@@ -39,17 +42,13 @@ def serve_cmd(port: int | None, n_ctx: int) -> None:
     try:
         with stderr.status("starting the llama.cpp server ..."):
             server.start()
-    except KeyboardInterrupt:
-        server.stop()
-        return
-    click.echo(server.base_url)  # the one line on stdout: scripts read the URL from it
-    sys.stdout.flush()
-    stderr.print(
-        f"model: {server.model}  (dynascope generate --base-url {server.base_url} --model {server.model} "
-        "--json-mode json_object_schema)"
-    )
-    stderr.print("Ctrl-C stops it")
-    try:
+        click.echo(server.base_url)  # the one line on stdout: scripts read the URL from it
+        sys.stdout.flush()
+        stderr.print(
+            f"model: {server.model}  (dynascope generate --base-url {server.base_url} --model {server.model} "
+            "--json-mode json_object_schema)"
+        )
+        stderr.print("Ctrl-C stops it")
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -103,7 +103,11 @@ class LocalServer:
     def start(self, ready_timeout: float = 60.0) -> LocalServer:
         sink = self._log if self._log is not None else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)
-        self.wait_ready(ready_timeout)
+        try:
+            self.wait_ready(ready_timeout)
+        except BaseException:  # Ctrl-C, SIGTERM or not ready: never leave the server behind
+            self.stop()
+            raise
         return self
 
     def wait_ready(self, timeout: float) -> None:
