@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import click
 
-from engine.cli import analysis, data, jobs, kinds
+from engine.cli import analysis, data, jobs, kinds, mapdiff
 from engine.cli.common import open_app, user_errors, workspace_option
 from storage.workspace import Workspace, resolve_workspace
 
@@ -29,7 +29,7 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
         open_app(resolve_workspace(workspace))
 
 
-for _module in (data, kinds, jobs, analysis):
+for _module in (data, kinds, jobs, analysis, mapdiff):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
