@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import groupby
 from typing import Any
 
 from rich.text import Text
@@ -44,6 +45,13 @@ def correctness_colour(value: float) -> str:
     return CORRECTNESS_COLOURS[
         min(len(CORRECTNESS_COLOURS) - 1, max(0, int(value * len(CORRECTNESS_COLOURS))))
     ]
+
+
+def append_runs(text: Text, cells: list[tuple[str, str]]) -> None:
+    """Append (character, style) cells as one span per run of equal style: every span is a segment to compose
+    on each paint, and a map row is mostly runs of one region's colour."""
+    for style, run in groupby(cells, key=lambda cell: cell[1]):
+        text.append("".join(ch for ch, _ in run), style=style or None)
 
 
 class DataMapView(Widget, can_focus=True):
@@ -114,6 +122,7 @@ class DataMapView(Widget, can_focus=True):
             else:
                 label = f"{y_top:5.2f}" if by in (grid.height - 1, 0) or by == grid.height // 2 else "     "
                 out.append(label + "┤", style="dim")
+            cells: list[tuple[str, str]] = []
             for col in range(grid.width):
                 n = grid.counts[row][col]
                 region = regions[row][col]
@@ -124,11 +133,12 @@ class DataMapView(Widget, can_focus=True):
                     style = self.cell_style(grid, row, col, region)
                     if line:
                         style += " underline"
-                    out.append(SHADES[max(level, 0)], style=style + cursor)
+                    cells.append((SHADES[max(level, 0)], style + cursor))
                 elif line:
-                    out.append(junction if line == "+" else LINE_CHARS[line], style="bright_white" + cursor)
+                    cells.append((junction if line == "+" else LINE_CHARS[line], "bright_white" + cursor))
                 else:
-                    out.append(" ", style=cursor.strip())
+                    cells.append((" ", cursor.strip()))
+            append_runs(out, cells)
             out.append("\n")
         axis = ["─"] * grid.width
         if vcol is not None:
@@ -168,8 +178,7 @@ class DataMapView(Widget, can_focus=True):
         if stop - start >= len(name):
             put(start + (stop - start - len(name)) // 2, name, "dim")
         text = Text(no_wrap=True, overflow="crop")
-        for ch, style in zip(chars, styles):
-            text.append(ch, style=style)
+        append_runs(text, list(zip(chars, styles)))
         return text
 
 

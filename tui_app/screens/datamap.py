@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from typing import Any
 
+import duckdb
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +22,7 @@ from engine.analysis.pages import ExampleFilter
 from engine.analysis.progress import JobFollower
 from engine.analysis.regions import REGIONS, Bounds
 from engine.analysis.runs import get_run, latest_run_with_metrics
+from storage.workspace import Workspace
 from tui_app.histogram_plot import HistogramPlot
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import LABEL_COLOURS, REGION_COLOURS, DataMapView, correctness_colour, grid_size
@@ -62,15 +64,26 @@ MIX_LABELS = 4  # labels listed in the panel (the most frequent first)
 CHROME_H = 3  # header, title line, footer
 HIST_METRICS = ("confidence", "variability", "correctness")
 
-# (workspace, run, metrics epochs) -> the run's fitted bounds: fitting scans the run's metrics (~80-130 ms at 1M
+# (workspace, run, metrics epochs, robustness fitted too) -> the run's fitted bounds: fitting scans the run's metrics (~80-130 ms at 1M
 # examples), and they change only when the run gains an epoch of metrics
-_FITTED_CACHE: dict[tuple[str, str, int], Bounds] = {}
+_FITTED_CACHE: dict[tuple[str, str, int, bool], Bounds] = {}
 
 
-LEGEND = (
-    "←/→ ↑/↓ move the lines (x: a cell)\n1-3/tab region  enter examples\n"
-    "o colour by  p per class  g histograms\nd map diff  t robustness\nc case studies  0 reset"
+LEGEND = (  # at most SIDE_W - 2 characters a line
+    "←→↑↓ move the lines  x a cell\n1-3/tab region  ⏎ examples\n"
+    "o colour  p class  g histograms\nd map diff  t robustness\nc case studies  0 reset"
 )
+
+
+def cached_fitted_bounds(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, run_id: str, adversarial: bool = True
+) -> Bounds:
+    """The run's fitted bounds (engine.analysis.bounds), fitted once per run and number of metrics epochs."""
+    row = con.execute("SELECT metrics_epochs FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    key = (str(ws.root), run_id, int(row[0] or 0) if row else 0, adversarial)
+    if key not in _FITTED_CACHE:
+        _FITTED_CACHE[key] = fitted_map_bounds(con, run_id, adversarial=adversarial)
+    return _FITTED_CACHE[key]
 
 
 class DataMapScreen(BaseScreen):
@@ -145,9 +158,7 @@ class DataMapScreen(BaseScreen):
                 yield Static("", id="counts")
                 yield Static("", id="mix")
                 yield Static(LEGEND, id="legend")
-            with Vertical(id="hist"):
-                for metric in HIST_METRICS:
-                    yield HistogramPlot(metric, id=f"hist-{metric}")
+            yield Vertical(id="hist")  # the histograms, mounted on first use (g): the map opens without them
         yield Footer()
 
     def on_mount(self) -> None:
@@ -218,11 +229,7 @@ class DataMapScreen(BaseScreen):
                 kind = "cartography"
             fitted = None
             if bounds is None:
-                row = con.execute("SELECT metrics_epochs FROM runs WHERE run_id = ?", [run_id]).fetchone()
-                key = (str(self.ws.root), run_id, int(row[0] or 0) if row else 0)
-                if key not in _FITTED_CACHE:
-                    _FITTED_CACHE[key] = fitted_map_bounds(con, run_id, adversarial=bool(run["n_adv"]))
-                fitted = bounds = _FITTED_CACHE[key]
+                fitted = bounds = cached_fitted_bounds(con, self.ws, run_id, adversarial=bool(run["n_adv"]))
             grid = bin_counts(con, run_id, kind, width, height, bounds, label=label, colour_by=colour_by)
         self.post_message(MapLoaded(run, kind, grid, grid.region_counts, bounds, fitted))
 
@@ -543,6 +550,9 @@ class DataMapScreen(BaseScreen):
         """The paper's three histograms (confidence, variability, correctness) beside the map, in place of the
         side panel (the same width: the map keeps its size)."""
         self.show_histograms = not self.show_histograms
+        panel = self.query_one("#hist", Vertical)
+        if self.show_histograms and not panel.children:
+            panel.mount_all(HistogramPlot(metric, id=f"hist-{metric}") for metric in HIST_METRICS)
         self.set_class(self.show_histograms, "histograms")
         if self.show_histograms and self.run is not None:
             self.load_histograms(self.run["run_id"], self.label)

@@ -14,8 +14,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.analysis.mapdiff import MapDiff, diff_candidates, map_diff, transition_examples
+from engine.analysis.regions import rule_text
 from engine.errors import BadInputError
 from tui_app.screens.base import BaseScreen
+from tui_app.screens.datamap import cached_fitted_bounds
 from tui_app.widgets import REGION_COLOURS
 
 PAGE = 100
@@ -70,7 +72,12 @@ class MapDiffScreen(BaseScreen):
                 )
                 return
             try:
-                diff = map_diff(con, run_a, run_b, kind)
+                # each run's fitted bounds, from the map screen's cache (a fit scans the run's metrics)
+                fitted = [
+                    cached_fitted_bounds(con, self.ws, run, adversarial=kind == "robustness").of(kind)
+                    for run in (run_a, run_b)
+                ]
+                diff = map_diff(con, run_a, run_b, kind, *fitted)
             except BadInputError as exc:
                 self.post_message(DiffLoaded(None, candidates, str(exc)))
                 return
@@ -90,7 +97,7 @@ class MapDiffScreen(BaseScreen):
             Text.assemble(
                 (f"{diff.kind} map diff: ", "bold"),
                 f"rows = region in A {diff.run_a}, columns = region in B {diff.run_b}\n",
-                f"A: {diff.rule_a}\nB: {diff.rule_b}",
+                f"A: {rule_text(diff.bounds_a)} (fitted to the run)\nB: {rule_text(diff.bounds_b)} (fitted to the run)",
             )
         )
         table.add_column("A \\ B", key="from")
