@@ -301,7 +301,7 @@ class DataMapScreen(BaseScreen):
     def title_text(self) -> str:
         """The boundaries first, so they stay readable at 80 columns; then the run, its state and the view."""
         run = self.run or {}
-        origin = "fitted" if self.bounds == self.fitted else "moved"
+        origin = "fitted to the run" if self.bounds == self.fitted else "moved"
         parts = [f"{self.bounds.describe(self.kind)} ({origin})", f"run {run.get('run_id', '?')}"]
         if run.get("status") in ("created", "running"):
             parts.append(f"training, epoch {run.get('epochs_done') or 0}/{run.get('n_epochs') or '?'}")
