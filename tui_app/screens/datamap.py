@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from typing import Any
 
-import duckdb
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,7 +13,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
-from engine.analysis.bounds import fitted_map_bounds
 from engine.analysis.datamap import COLOUR_BY, MapGrid, bin_counts, region_counts
 from engine.analysis.histograms import Histogram, metric_histograms
 from engine.analysis.labelmix import LabelMix, map_label_mix
@@ -22,7 +20,7 @@ from engine.analysis.pages import ExampleFilter
 from engine.analysis.progress import JobFollower
 from engine.analysis.regions import REGIONS, Bounds
 from engine.analysis.runs import get_run, latest_run_with_metrics
-from storage.workspace import Workspace
+from tui_app.fitted_cache import cached_fitted_bounds
 from tui_app.histogram_plot import HistogramPlot
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import LABEL_COLOURS, REGION_COLOURS, DataMapView, correctness_colour, grid_size
@@ -64,26 +62,11 @@ MIX_LABELS = 4  # labels listed in the panel (the most frequent first)
 CHROME_H = 3  # header, title line, footer
 HIST_METRICS = ("confidence", "variability", "correctness")
 
-# (workspace, run, metrics epochs, robustness fitted too) -> the run's fitted bounds: fitting scans the run's metrics (~80-130 ms at 1M
-# examples), and they change only when the run gains an epoch of metrics
-_FITTED_CACHE: dict[tuple[str, str, int, bool], Bounds] = {}
-
 
 LEGEND = (  # at most SIDE_W - 2 characters a line
     "←→↑↓ move the lines  x a cell\n1-3/tab region  ⏎ examples\n"
     "o colour  p class  g histograms\nd map diff  t robustness\nc case studies  0 reset"
 )
-
-
-def cached_fitted_bounds(
-    con: duckdb.DuckDBPyConnection, ws: Workspace, run_id: str, adversarial: bool = True
-) -> Bounds:
-    """The run's fitted bounds (engine.analysis.bounds), fitted once per run and number of metrics epochs."""
-    row = con.execute("SELECT metrics_epochs FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    key = (str(ws.root), run_id, int(row[0] or 0) if row else 0, adversarial)
-    if key not in _FITTED_CACHE:
-        _FITTED_CACHE[key] = fitted_map_bounds(con, run_id, adversarial=adversarial)
-    return _FITTED_CACHE[key]
 
 
 class DataMapScreen(BaseScreen):

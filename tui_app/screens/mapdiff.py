@@ -16,8 +16,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 from engine.analysis.mapdiff import MapDiff, diff_candidates, map_diff, transition_examples
 from engine.analysis.regions import rule_text
 from engine.errors import BadInputError
+from tui_app.fitted_cache import cached_fitted_bounds
 from tui_app.screens.base import BaseScreen
-from tui_app.screens.datamap import cached_fitted_bounds
 from tui_app.widgets import REGION_COLOURS
 
 PAGE = 100
