@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from textual.worker import WorkerCancelled  # noqa: E402
 
 from storage.artifacts import append_event  # noqa: E402
 from storage.catalog import open_catalog  # noqa: E402
@@ -113,10 +114,12 @@ def build(ws: Workspace, n: int, epochs: int, live_epochs: int) -> tuple[dict[st
 
 
 async def settle(app, pilot) -> None:  # noqa: ANN001
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    for _ in range(2):
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # superseded by a newer one (an exclusive group), or its screen was closed
+            await app.workers.wait_for_complete()
+        await pilot.pause()
 
 
 class Timings:
