@@ -85,11 +85,13 @@ class DataMapScreen(BaseScreen):
         Binding("c", "cases", "Case studies", id="datamap.cases"),
         Binding("R", "retrain", "Retrain on region", id="datamap.retrain"),
         Binding("0", "reset", "Reset bounds", id="datamap.reset", show=False),
-        Binding("x", "toggle_cursor", "Cell cursor", id="datamap.cell_cursor"),
+        # in the side panel's legend and in help, not the footer: each footer key is a widget to mount and style
+        # on every open of the map
+        Binding("x", "toggle_cursor", "Cell cursor", id="datamap.cell_cursor", show=False),
         Binding("o", "cycle_colour", "Colour by", id="datamap.colour_by", show=False),
         Binding("p", "cycle_class", "Per-class map", id="datamap.per_class", show=False),
-        Binding("g", "toggle_histograms", "Histograms", id="datamap.histograms"),
-        Binding("d", "map_diff", "Map diff", id="datamap.map_diff"),
+        Binding("g", "toggle_histograms", "Histograms", id="datamap.histograms", show=False),
+        Binding("d", "map_diff", "Map diff", id="datamap.map_diff", show=False),
     ]
     DEFAULT_CSS = """
     DataMapScreen #map-title { height: 1; padding: 0 1; text-style: bold; }
