@@ -18,6 +18,7 @@ from storage.catalog import open_catalog
 from tests.conftest import run_cli
 from tests.tui_helpers import dataset_rows, make_app, screen_text, settle, wait_until, write_run
 from tui_app.screens.datamap import DataMapScreen
+from tui_app.screens.detail import DetailScreen
 from tui_app.screens.examples import ExamplesScreen
 from tui_app.screens.mapdiff import PAGE, MapDiffScreen, TransitionExamplesScreen
 
@@ -205,6 +206,10 @@ async def test_map_boundaries_cell_cursor_colours_histograms_and_diff(tui_ws):  
             regions[(i, "sst2-run")] == "ambiguous" and regions[(i, "sst2-run-b")] == "hard" for i in ids
         )
         assert cell.rows[0]["example_id"] in screen_text(app)
+        await pilot.press("enter")  # the first example of the cell, in detail
+        await settle(app, pilot)
+        assert isinstance(app.screen, DetailScreen) and app.screen.example_id == cell.rows[0]["example_id"]
+        assert app.screen.detail is not None and len(app.screen.detail.trajectory) == 5
         assert not app.errors, app.errors
 
 

@@ -36,6 +36,7 @@ class MapDiff:
     rule_a: str = ""
     rule_b: str = ""
     regions: tuple[str, ...] = field(default_factory=tuple)  # rows and columns of the table, in map order
+    dataset_a: str = ""  # run A's dataset: the texts of the examples listed
 
     def count(self, region_a: str, region_b: str) -> int:
         return self.transitions.get((region_a, region_b), 0)
@@ -119,11 +120,12 @@ def map_diff(
     metrics, or the two share no example."""
     if kind not in REGIONS:
         raise BadInputError(f"unknown map kind {kind!r}; choose one of {', '.join(REGIONS)}")
-    sizes = {}
+    sizes, datasets = {}, {}
     for run_id in (run_a, run_b):
-        row = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        if not row or not row[0]:
+        row = con.execute("SELECT dataset FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
             raise BadInputError(f"no run named '{run_id}' (dynascope runs lists them)")
+        datasets[run_id] = row[0] or ""
         n = con.execute("SELECT count(*) FROM example_metrics WHERE run_id = ?", [run_id]).fetchone()
         sizes[run_id] = int(n[0]) if n else 0
         if not sizes[run_id]:
@@ -157,6 +159,7 @@ def map_diff(
         rule_a,
         rule_b,
         regions,
+        datasets[run_a],
     )
 
 
@@ -170,7 +173,6 @@ def transition_examples(
 ) -> list[dict[str, Any]]:
     """One page of the examples in a cell of the table (region A -> region B), with their text and both runs'
     confidence and variability; in run A's dataset order."""
-    dataset = con.execute("SELECT dataset FROM runs WHERE run_id = ?", [diff.run_a]).fetchone()
     cur = con.execute(
         f"""SELECT a.example_id, e.label_name, e.text,
                    ma.confidence AS confidence_a, mb.confidence AS confidence_b,
@@ -186,7 +188,7 @@ def transition_examples(
         {
             "run_a": diff.run_a,
             "run_b": diff.run_b,
-            "dataset": dataset[0] if dataset else "",
+            "dataset": diff.dataset_a,
             "ra": region_a,
             "rb": region_b,
         },

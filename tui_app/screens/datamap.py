@@ -14,13 +14,13 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
 from engine.analysis.datamap import COLOUR_BY, MapGrid, bin_counts, region_counts
+from engine.analysis.fitted_cache import cached_fitted_bounds
 from engine.analysis.histograms import Histogram, metric_histograms
 from engine.analysis.labelmix import LabelMix, map_label_mix
 from engine.analysis.pages import ExampleFilter
 from engine.analysis.progress import JobFollower
 from engine.analysis.regions import REGIONS, Bounds
 from engine.analysis.runs import get_run, latest_run_with_metrics
-from tui_app.fitted_cache import cached_fitted_bounds
 from tui_app.histogram_plot import HistogramPlot
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import LABEL_COLOURS, REGION_COLOURS, DataMapView, correctness_colour, grid_size

@@ -13,10 +13,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from engine.analysis.fitted_cache import cached_fitted_bounds
 from engine.analysis.mapdiff import MapDiff, diff_candidates, map_diff, transition_examples
 from engine.analysis.regions import rule_text
 from engine.errors import BadInputError
-from tui_app.fitted_cache import cached_fitted_bounds
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import REGION_COLOURS
 
@@ -183,7 +183,6 @@ class TransitionExamplesScreen(BaseScreen):
         self.total = diff.count(region_a, region_b)
         self.page = 0
         self.rows: list[dict[str, Any]] = []
-        self.dataset = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -216,8 +215,6 @@ class TransitionExamplesScreen(BaseScreen):
     def load(self, page: int) -> None:
         with self.catalog() as con:
             rows = transition_examples(con, self.diff, self.region_a, self.region_b, PAGE, page * PAGE)
-            found = con.execute("SELECT dataset FROM runs WHERE run_id = ?", [self.diff.run_a]).fetchone()
-            self.dataset = found[0] if found else ""
         self.post_message(TransitionPage(rows, page))
 
     def on_transition_page(self, message: TransitionPage) -> None:
@@ -248,7 +245,7 @@ class TransitionExamplesScreen(BaseScreen):
             return
         row = self.query_one(DataTable).cursor_row
         if 0 <= row < len(self.rows):
-            self.app.open_detail(self.dataset, str(self.rows[row]["example_id"]), self.diff.run_a)  # type: ignore[attr-defined]
+            self.app.open_detail(self.diff.dataset_a, str(self.rows[row]["example_id"]), self.diff.run_a)  # type: ignore[attr-defined]
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()

@@ -1,6 +1,6 @@
 """The runs' fitted map bounds, fitted once per run and number of metrics epochs in this process: a fit scans the
 run's metrics (engine.analysis.bounds; about 80-130 ms at 1M examples), and its inputs change only when the run
-gains an epoch of metrics. The data map and the map diff share it."""
+gains an epoch of metrics. The app's data map and map diff share it (one process, many opens of a map)."""
 
 from __future__ import annotations
 
