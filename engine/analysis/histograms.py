@@ -11,6 +11,7 @@ from engine.analysis.datamap import LABEL_JOINS, label_condition
 from engine.analysis.regions import AXES
 
 BINS = 20
+METRICS = ("confidence", "variability", "correctness")  # the paper's three, in its order
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Data map: confidence vs variability (or sensitivity vs adversarial variability), drawn from binned counts,
-coloured by region, boundaries movable from the keyboard, live counts per region."""
+coloured by region (or gold label, or correctness), boundaries movable from the keyboard with their values on the
+axes, live counts per region; a cell cursor listing a cell's examples, per-class maps, the paper's three
+histograms, the map diff against another run; a running run's map follows it epoch by epoch."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from textual.widgets import Footer, Header, Static
 
 from engine.analysis.datamap import COLOUR_BY, MapGrid, bin_counts, region_counts
 from engine.analysis.fitted_cache import cached_fitted_bounds
+from engine.analysis.histograms import METRICS as HIST_METRICS
 from engine.analysis.histograms import Histogram, metric_histograms
 from engine.analysis.labelmix import LabelMix, map_label_mix
 from engine.analysis.pages import ExampleFilter
@@ -60,7 +63,6 @@ LIVE_S = 3.0  # how often the map of a running job looks for a newly finished ep
 SIDE_W = 34  # the counts panel
 MIX_LABELS = 4  # labels listed in the panel (the most frequent first)
 CHROME_H = 3  # header, title line, footer
-HIST_METRICS = ("confidence", "variability", "correctness")
 
 
 LEGEND = (  # at most SIDE_W - 2 characters a line
