@@ -416,6 +416,11 @@ class DataMapScreen(BaseScreen):
         the map puts in the region), else the top-F ranking of the region; the form says which and how many."""
         if self.run is None:
             return
+        if self.label is not None:  # the counts on screen are one class's; a retrain selects from all of them
+            self.notify(
+                "a retrain selects from every class: press p until the map shows all classes", timeout=4
+            )
+            return
         from engine.analysis.regions import RANKING, selection_size
         from engine.jobs.retrain import FRACTION
 
