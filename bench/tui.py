@@ -115,10 +115,12 @@ def build(ws: Workspace, n: int, epochs: int, live_epochs: int) -> tuple[dict[st
 
 async def settle(app, pilot) -> None:  # noqa: ANN001
     for _ in range(2):
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:  # superseded by a newer one (an exclusive group), or its screen was closed
-            await app.workers.wait_for_complete()
+        for _ in range(5):
+            try:  # a worker cancelled (superseded in an exclusive group, or its screen closed) is not waited for
+                await app.workers.wait_for_complete([w for w in app.workers if not w.is_cancelled])
+                break
+            except WorkerCancelled:
+                continue
         await pilot.pause()
 
 
