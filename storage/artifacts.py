@@ -27,8 +27,9 @@ SHARD_RE = re.compile(r"epoch=(\d+)/rank=(\d+)\.parquet$")
 TERMINAL_STATES = ("done", "failed", "cancelled")
 # What a job may leave in its run folder for sync to fold into the catalog (a job kind names its own, and its
 # config.json lists them): per-epoch dynamics shards, evaluation files (eval/<set>.parquet + .json), and an attack's
-# per-example results (attack/results.parquet + attack/summary.json).
-ARTIFACT_KINDS = ("dynamics", "eval", "attack")
+# per-example results (attack/results.parquet + attack/summary.json), a generate job's new dataset
+# (generated/examples.parquet + generated/records.parquet + generated/summary.json).
+ARTIFACT_KINDS = ("dynamics", "eval", "attack", "generated")
 
 
 def _temp_name(path: Path) -> Path:

@@ -53,37 +53,40 @@ def dataset_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def write_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, replace: bool = False) -> int:
     """Land the dataset whole or not at all; returns the number of examples."""
-    table = spec.examples.select(EXAMPLE_SCHEMA.names).cast(EXAMPLE_SCHEMA)
     with transaction(con):
-        if dataset_exists(con, spec.name):
-            if not replace:
-                raise DatasetExistsError(
-                    f"a dataset named '{spec.name}' already exists; choose another --name or pass --replace"
-                )
-            con.execute("DELETE FROM examples WHERE dataset = ?", [spec.name])
-            con.execute("DELETE FROM datasets WHERE name = ?", [spec.name])
-        con.execute(
-            """INSERT INTO datasets (name, task, n_examples, source, format, label_names, is_pair, version, parent)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                spec.name,
-                spec.task,
-                table.num_rows,
-                spec.source,
-                spec.format,
-                json.dumps(spec.label_names) if spec.label_names is not None else None,
-                spec.is_pair,
-                spec.version,
-                spec.parent,
-            ],
-        )
-        con.register("incoming_examples", table)
-        try:
-            con.execute(
-                "INSERT INTO examples BY NAME SELECT ? AS dataset, * FROM incoming_examples", [spec.name]
+        return insert_dataset(con, spec, replace)
+
+
+def insert_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, replace: bool = False) -> int:
+    """`write_dataset` inside the caller's transaction (sync folds a generated dataset into its own)."""
+    table = spec.examples.select(EXAMPLE_SCHEMA.names).cast(EXAMPLE_SCHEMA)
+    if dataset_exists(con, spec.name):
+        if not replace:
+            raise DatasetExistsError(
+                f"a dataset named '{spec.name}' already exists; choose another --name or pass --replace"
             )
-        finally:
-            con.unregister("incoming_examples")
+        con.execute("DELETE FROM examples WHERE dataset = ?", [spec.name])
+        con.execute("DELETE FROM datasets WHERE name = ?", [spec.name])
+    con.execute(
+        """INSERT INTO datasets (name, task, n_examples, source, format, label_names, is_pair, version, parent)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            spec.name,
+            spec.task,
+            table.num_rows,
+            spec.source,
+            spec.format,
+            json.dumps(spec.label_names) if spec.label_names is not None else None,
+            spec.is_pair,
+            spec.version,
+            spec.parent,
+        ],
+    )
+    con.register("incoming_examples", table)
+    try:
+        con.execute("INSERT INTO examples BY NAME SELECT ? AS dataset, * FROM incoming_examples", [spec.name])
+    finally:
+        con.unregister("incoming_examples")
     return table.num_rows
 
 

@@ -211,6 +211,25 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE attacks ADD COLUMN n_unattackable BIGINT;             -- QA: examples the attack could not change
         """,
     ),
+    (
+        8,
+        """
+        -- generate jobs (engine.jobs.generate): every generated example, accepted (also in `examples`) or rejected
+        -- (only here, with its reason), and where it came from
+        ALTER TABLE generation_provenance ADD COLUMN run_id VARCHAR;
+        ALTER TABLE generation_provenance ADD COLUMN endpoint_host VARCHAR;
+        ALTER TABLE generation_provenance ADD COLUMN prompt_version INTEGER;
+        ALTER TABLE generation_provenance ADD COLUMN prompt_tokens INTEGER;      -- of the request that produced it
+        ALTER TABLE generation_provenance ADD COLUMN completion_tokens INTEGER;
+        ALTER TABLE generation_provenance ADD COLUMN cached BOOLEAN;             -- its reply came from the cache
+        ALTER TABLE generation_provenance ADD COLUMN accepted BOOLEAN;
+        ALTER TABLE generation_provenance ADD COLUMN reason VARCHAR;             -- why it was rejected
+        ALTER TABLE generation_provenance ADD COLUMN verdicts VARCHAR;           -- JSON: each filter's verdict
+        ALTER TABLE generation_provenance ADD COLUMN text VARCHAR;               -- the example as generated
+        ALTER TABLE generation_provenance ADD COLUMN text_pair VARCHAR;
+        ALTER TABLE generation_provenance ADD COLUMN answers VARCHAR;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

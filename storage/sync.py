@@ -38,6 +38,7 @@ from storage.artifacts import (
     run_state,
 )
 from storage.catalog import is_read_only, transaction
+from storage.generated import generated_paths, read_generated_summary, sync_generated
 from storage.jsontext import dumps_json
 from storage.metrics import materialise_metrics
 from storage.workspace import Workspace
@@ -50,6 +51,7 @@ class SyncReport:
     shards_registered: int = 0
     evals_registered: int = 0
     attacks_registered: int = 0
+    datasets_generated: list[str] = field(default_factory=list)  # generate runs whose dataset landed
     metrics_runs: list[str] = field(default_factory=list)
     broken: dict[str, str] = field(default_factory=dict)  # run id -> why it was skipped (listed as `broken`)
     read_only: bool = False  # the catalog was open read-only (an unwritable workspace): nothing was synced
@@ -62,6 +64,7 @@ class SyncReport:
             or self.shards_registered
             or self.evals_registered
             or self.attacks_registered
+            or self.datasets_generated
             or self.metrics_runs
         )
 
@@ -71,6 +74,7 @@ class SyncReport:
         self.shards_registered += other.shards_registered
         self.evals_registered += other.evals_registered
         self.attacks_registered += other.attacks_registered
+        self.datasets_generated += other.datasets_generated
         self.metrics_runs += other.metrics_runs
 
 
@@ -99,6 +103,8 @@ def check_run(run_dir: Path) -> tuple[dict[str, Any], RunState] | None:
             read_eval_summary(run_dir, path.with_suffix(".json"))
     if "attack" in set(config.get("artifacts") or ARTIFACT_KINDS):
         read_attack_summary(run_dir)
+    if "generated" in set(config.get("artifacts") or ARTIFACT_KINDS):
+        read_generated_summary(run_dir)
     return config, state
 
 
@@ -263,6 +269,11 @@ def _sync_run(
 
     if "attack" in artifacts:
         _sync_attack(ws, con, run_id, config, registered, report)
+
+    if "generated" in artifacts and state.status == "done":
+        examples_path = generated_paths(run_dir)[0]
+        if sync_generated(con, run_id, run_dir, _relative(ws, examples_path), registered):
+            report.datasets_generated.append(run_id)
 
 
 QA_ATTACK_COLUMNS = ("answers", "perturbed_answers", "f1_before", "f1_after", "reason")

@@ -51,7 +51,7 @@ def test_no_other_module_lists_the_job_kinds():
     import tui_app.screens.jobs as screen
 
     assert not hasattr(screen, "JOB_KINDS") and not hasattr(screen, "DEFAULTS")
-    assert list(KINDS) == ["train", "retrain", "evaluate", "attack"]
+    assert list(KINDS) == ["train", "retrain", "evaluate", "attack", "generate"]
 
 
 async def open_form(app, pilot, preset):  # noqa: ANN001, ANN201
@@ -170,4 +170,4 @@ def test_sync_folds_in_only_what_the_job_kind_declares(tui_ws):  # noqa: ANN001
             ).fetchall()
         )
     assert counts == {"declares-eval": 0, "declares-dynamics": 50}
-    assert all(set(k.artifacts) <= {"dynamics", "eval", "attack"} for k in KINDS.values())
+    assert all(set(k.artifacts) <= {"dynamics", "eval", "attack", "generated"} for k in KINDS.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import groupby
 from typing import Any
 
 from rich.text import Text
@@ -30,10 +31,34 @@ def grid_size(width: int, height: int) -> tuple[int, int]:
     return max(4, width - Y_LABEL_W - 1), max(3, height - 3)
 
 
+LABEL_COLOURS = ("magenta", "cyan", "yellow", "orange1", "green3", "dodger_blue1", "red3", "white")
+CORRECTNESS_COLOURS = (
+    "red3",
+    "dark_orange",
+    "yellow",
+    "chartreuse3",
+    "green3",
+)  # wrong every epoch ... always right
+
+
+def correctness_colour(value: float) -> str:
+    return CORRECTNESS_COLOURS[
+        min(len(CORRECTNESS_COLOURS) - 1, max(0, int(value * len(CORRECTNESS_COLOURS))))
+    ]
+
+
+def append_runs(text: Text, cells: list[tuple[str, str]]) -> None:
+    """Append (character, style) cells as one span per run of equal style: every span is a segment to compose
+    on each paint, and a map row is mostly runs of one region's colour."""
+    for style, run in groupby(cells, key=lambda cell: cell[1]):
+        text.append("".join(ch for ch, _ in run), style=style or None)
+
+
 class DataMapView(Widget, can_focus=True):
     """Draws a MapGrid (engine.analysis.datamap, the grid `dynascope map` prints too): one character per bin,
-    shade by log density, colour by the region of the bin's centre, the two boundaries as lines, and the selected
-    region in bold."""
+    shade by log density, colour by the region of the bin's centre (or by the cell's majority gold label, or its
+    mean correctness), the two boundaries as lines with their values on the axes, the selected region in bold and
+    the cell cursor in reverse."""
 
     DEFAULT_CSS = """
     DataMapView { height: 1fr; min-height: 8; }
@@ -45,10 +70,32 @@ class DataMapView(Widget, can_focus=True):
         self.bounds = Bounds()
         self.selected: str | None = None
         self.message = "loading ..."
+        self.cursor: tuple[int, int] | None = None  # (row, col) of the cell cursor
+        self.label_colours: dict[str, str] = {}
 
-    def show(self, grid: MapGrid | None, bounds: Bounds, selected: str | None, message: str = "") -> None:
+    def show(
+        self,
+        grid: MapGrid | None,
+        bounds: Bounds,
+        selected: str | None,
+        message: str = "",
+        cursor: tuple[int, int] | None = None,
+        label_colours: dict[str, str] | None = None,
+    ) -> None:
         self.grid, self.bounds, self.selected, self.message = grid, bounds, selected, message
+        self.cursor = cursor
+        self.label_colours = label_colours or {}
         self.refresh()
+
+    def cell_style(self, grid: MapGrid, row: int, col: int, region: str | None) -> str:
+        if grid.colour_by != "region" and grid.cell_colours is not None:
+            value = grid.cell_colours[row][col]
+            if value is None:
+                return "white"
+            if grid.colour_by == "correctness":
+                return correctness_colour(float(value))
+            return self.label_colours.get(str(value), "white")
+        return REGION_COLOURS.get(region or "", "white") + (" bold" if region == self.selected else "")
 
     def render(self) -> Text:
         grid = self.grid
@@ -59,6 +106,9 @@ class DataMapView(Widget, can_focus=True):
         regions = grid.cell_regions(bounds)
         boundary = boundary_cells(grid, bounds)
         junction = LINE_CHARS["|" if kind == "cartography" else "-"]  # the line that spans the map goes on
+        vline, hline = self.bounds.lines(kind)
+        hrow = grid.row_of(hline) if 0 <= hline <= grid.y_max else None
+        vcol = grid.col_of(vline) if 0 <= vline <= grid.x_max else None
         peak = grid.max_count
         log_peak = math.log1p(peak)
         out = Text(no_wrap=True, overflow="crop")
@@ -67,33 +117,69 @@ class DataMapView(Widget, can_focus=True):
         for row in range(grid.height):
             by = grid.height - 1 - row  # bins counted from the bottom
             y_top = (by + 1) / grid.height * grid.y_max
-            label = f"{y_top:5.2f}" if by in (grid.height - 1, 0) or by == grid.height // 2 else "     "
-            out.append(label + "┤", style="dim")
+            if row == hrow:  # the horizontal boundary's value, always on the axis
+                out.append(f"{hline:5.3g}"[:5].rjust(5) + "┼", style="bold bright_white")
+            else:
+                label = f"{y_top:5.2f}" if by in (grid.height - 1, 0) or by == grid.height // 2 else "     "
+                out.append(label + "┤", style="dim")
+            cells: list[tuple[str, str]] = []
             for col in range(grid.width):
                 n = grid.counts[row][col]
                 region = regions[row][col]
                 line = boundary.get((row, col))
+                cursor = " reverse" if self.cursor == (row, col) else ""
                 if n:
                     level = min(len(SHADES) - 1, int(math.log1p(n) / log_peak * (len(SHADES) - 1) + 0.5))
-                    style = REGION_COLOURS.get(region or "", "white") + (
-                        " bold" if region == self.selected else ""
-                    )
+                    style = self.cell_style(grid, row, col, region)
                     if line:
                         style += " underline"
-                    out.append(SHADES[max(level, 0)], style=style)
+                    cells.append((SHADES[max(level, 0)], style + cursor))
                 elif line:
-                    out.append(junction if line == "+" else LINE_CHARS[line], style="bright_white")
+                    cells.append((junction if line == "+" else LINE_CHARS[line], "bright_white" + cursor))
                 else:
-                    out.append(" ")
+                    cells.append((" ", cursor.strip()))
+            append_runs(out, cells)
             out.append("\n")
-        axis = "     └" + "─" * grid.width
-        out.append(axis + "\n", style="dim")
-        left = "0"
-        right = f"{grid.x_max:.3g}"
-        xlabel = grid.x_label
-        pad = max(1, grid.width - len(left) - len(right) - len(xlabel) - 4)
-        out.append(f"      {left}{' ' * (pad // 2)}{xlabel} →{' ' * (pad - pad // 2)}{right}", style="dim")
+        axis = ["─"] * grid.width
+        if vcol is not None:
+            axis[vcol] = "┴"
+        out.append("     └" + "".join(axis) + "\n", style="dim")
+        out.append_text(self.x_labels(grid, vline, vcol))
         return out
+
+    @staticmethod
+    def x_labels(grid: MapGrid, vline: float, vcol: int | None) -> Text:
+        """0 at the left, the axis end at the right, the vertical boundary's value under its line (always shown),
+        and the axis name where it fits."""
+        width = grid.width + Y_LABEL_W
+        chars = [" "] * width
+        styles: list[str] = ["dim"] * width
+
+        def put(at: int, text: str, style: str) -> None:
+            at = max(0, min(width - len(text), at))
+            for i, ch in enumerate(text):
+                chars[at + i], styles[at + i] = ch, style
+
+        right = f"{grid.x_max:.3g}"
+        put(Y_LABEL_W, "0", "dim")
+        put(width - len(right), right, "dim")
+        taken = [(Y_LABEL_W, Y_LABEL_W + 1), (width - len(right), width)]
+        if vcol is not None:
+            value = f"{vline:.4g}"
+            at = max(
+                Y_LABEL_W + 2, min(width - len(right) - len(value) - 1, Y_LABEL_W + vcol - len(value) // 2)
+            )
+            put(at, value, "bold bright_white")
+            taken.append((at, at + len(value)))
+        name = f"{grid.x_label} →"
+        taken.sort()
+        gaps = [(a[1] + 1, b[0] - 1) for a, b in zip(taken, taken[1:])]
+        start, stop = max(gaps, key=lambda g: g[1] - g[0], default=(0, 0))
+        if stop - start >= len(name):
+            put(start + (stop - start - len(name)) // 2, name, "dim")
+        text = Text(no_wrap=True, overflow="crop")
+        append_runs(text, list(zip(chars, styles)))
+        return text
 
 
 class Plot(PlotextPlot):

@@ -12,18 +12,20 @@ A million-example run is binned by DuckDB in well under a second; the app draws 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import duckdb
 
 from engine.analysis.bounds import run_bounds
-from engine.analysis.labelmix import LabelMix
+from engine.analysis.labelmix import LABEL_SQL, LabelMix
 from engine.analysis.regions import (
     AXES,
     REGIONS,
     Axis,
     Bounds,
     CartographyBounds,
+    RegionRule,
     RobustnessBounds,
     kind_bounds,
     region_of,
@@ -52,6 +54,10 @@ class MapGrid:
     region_counts: dict[str, int] = field(default_factory=dict)
     run_id: str = ""
     rule: str = ""  # the region rule in words with its numbers (bounds.run_bounds)
+    label: str | None = None  # a per-class map: only this gold label's examples
+    colour_by: str = "region"
+    # per cell (rows as in `counts`): the mean correctness (colour_by "correctness") or the majority label ("label")
+    cell_colours: list[list[Any]] | None = None
 
     @property
     def x_axis(self) -> Axis:
@@ -125,6 +131,21 @@ def axis_max(con: duckdb.DuckDBPyConnection, run_id: str, kind: str) -> tuple[fl
     return xaxis.fixed_max or x_max, yaxis.fixed_max or y_max
 
 
+COLOUR_BY = ("region", "label", "correctness")  # what colours the cells of the app's map
+
+
+# the examples of `example_metrics m` (as `e`), for their gold label (`labelmix.LABEL_SQL`)
+LABEL_JOINS = (
+    " JOIN runs r ON r.run_id = m.run_id"
+    " LEFT JOIN examples e ON e.dataset = r.dataset AND e.example_id = m.example_id"
+)
+
+
+def label_condition(label: str | None) -> str:
+    """An AND term keeping one gold label's examples (needs LABEL_JOINS), or nothing."""
+    return "" if label is None else f" AND {LABEL_SQL} = {lit(label)}"
+
+
 def bin_counts(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -132,30 +153,63 @@ def bin_counts(
     width: int = 60,
     height: int = 20,
     bounds: CartographyBounds | RobustnessBounds | Bounds | None = None,
+    label: str | None = None,
+    colour_by: str = "region",
 ) -> MapGrid:
-    """Bin the run's examples into a width x height grid with one SQL GROUP BY over integer bin numbers, and
-    count the examples per region in one scan: a million-example run costs the same to draw as a thousand.
-    Without `bounds`, the region boundaries are fitted to the run (`engine.analysis.bounds`)."""
+    """Bin the run's examples into a width x height grid and count them per region, in one SQL GROUP BY over
+    integer bin numbers and the region (one scan): a million-example run costs the same to draw as a thousand.
+    Without `bounds`, the region boundaries are fitted to the run (`engine.analysis.bounds`). `label` keeps one
+    gold label's examples (a per-class map); `colour_by` adds each cell's mean correctness or majority label."""
     if kind not in AXES:
         raise ValueError(f"unknown map kind {kind!r}; choose one of {', '.join(AXES)}")
+    if colour_by not in COLOUR_BY:
+        raise ValueError(f"unknown colouring {colour_by!r}; choose one of {', '.join(COLOUR_BY)}")
     width, height = max(1, int(width)), max(1, int(height))
     chosen, rule = run_bounds(con, run_id, kind, None if bounds is None else kind_bounds(kind, bounds))
-    xcol, ycol = (a.column for a in AXES[kind])
+    xcol, ycol = (f"m.{a.column}" for a in AXES[kind])
     x_max, y_max = axis_max(con, run_id, kind)
+    by_label = colour_by == "label"
+    joins = LABEL_JOINS if by_label or label is not None else ""
+    condition = label_condition(label)
+    extra = {"region": "", "correctness": ", sum(m.correctness) AS s", "label": f", {LABEL_SQL} AS lab"}[
+        colour_by
+    ]
     cur = con.execute(
         f"""SELECT least(greatest(trunc({xcol} * {width / x_max!r})::INTEGER, 0), {width - 1}) AS bx,
                    least(greatest(trunc({ycol} * {height / y_max!r})::INTEGER, 0), {height - 1}) AS by,
-                   count(*) AS n
-            FROM example_metrics
-            WHERE run_id = ? AND isfinite({xcol}) AND isfinite({ycol})
+                   {_qualified_region(kind, chosen)} AS reg,
+                   count(*) AS n{extra}
+            FROM example_metrics m{joins}
+            WHERE m.run_id = ? AND isfinite({xcol}) AND isfinite({ycol}){condition}
             GROUP BY ALL""",
         [run_id],
     )
     counts = [[0] * width for _ in range(height)]
+    regions = {name: 0 for name in REGIONS[kind]}
+    sums: list[list[float]] = [[0.0] * width for _ in range(height)] if colour_by == "correctness" else []
+    labels: dict[tuple[int, int], dict[str, int]] = {}
     total = 0
-    for bx, by, n in cur.fetchall():
-        counts[height - 1 - int(by)][int(bx)] = int(n)
-        total += int(n)
+    for row_values in cur.fetchall():
+        bx, by, reg, n = int(row_values[0]), int(row_values[1]), row_values[2], int(row_values[3])
+        r = height - 1 - by
+        counts[r][bx] += n
+        total += n
+        if reg is not None:
+            regions[reg] = regions.get(reg, 0) + n
+        if colour_by == "correctness":
+            sums[r][bx] += float(row_values[4] or 0.0)
+        elif by_label:
+            cell = labels.setdefault((r, bx), {})
+            cell[row_values[4] or ""] = cell.get(row_values[4] or "", 0) + n
+    colours: list[list[Any]] | None = None
+    if colour_by == "correctness":
+        colours = [
+            [sums[r][c] / counts[r][c] if counts[r][c] else None for c in range(width)] for r in range(height)
+        ]
+    elif by_label:
+        colours = [[None] * width for _ in range(height)]
+        for (r, c), per_label in labels.items():
+            colours[r][c] = max(sorted(per_label), key=lambda lab: per_label[lab])  # ties: the first name
     return MapGrid(
         kind,
         width,
@@ -165,10 +219,23 @@ def bin_counts(
         counts,
         total,
         chosen,
-        region_counts(con, run_id, kind, chosen),
+        regions,
         run_id,
         rule,
+        label=label,
+        colour_by=colour_by,
+        cell_colours=colours,
     )
+
+
+def _qualified_region(kind: str, bounds: CartographyBounds | RobustnessBounds) -> str:
+    """The region rule over `example_metrics m` (the columns qualified: a join brings other tables' columns)."""
+    rule = bounds.rule()
+    return RegionRule(
+        tuple(replace(c, column=f"m.{c.column}") for c in rule.cuts),
+        rule.otherwise,
+        tuple(f"m.{c}" for c in rule.required),
+    ).sql()
 
 
 def region_counts(

@@ -32,6 +32,7 @@ from engine.errors import BadInputError
 from engine.jobs.registry import KINDS
 from engine.jobs.spec import JobKind
 from storage.artifacts import read_config
+from storage.generated import read_generated_summary
 from storage.workspace import Workspace
 
 
@@ -92,6 +93,9 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
         "n_epochs": row[2] if row else None,
         "evaluations": {name: json.loads(m) for name, m in evals},
     }
+    generated = read_generated_summary(ws.run_dir(run_id))
+    if generated is not None:  # a generate job: its new dataset (engine.jobs.generate)
+        summary["generated"] = generated
     if attack is not None:  # an attack job: its figures (engine.jobs.attack)
         keys = ("source_run", "dataset", "method", "n_examples", "clean_accuracy", "aua", "success_rate")
         summary["attack"] = dict(zip((*keys, "avg_queries", "clean_f1", "f1", "n_unattackable"), attack))
@@ -101,6 +105,12 @@ def start_and_follow(ws: Workspace, run_id: str, proc: Any, detach: bool, as_jso
         click.echo(f"{run_id}: {status}, {summary['epochs_done']}/{summary['n_epochs']} epochs")
         for name, metrics in summary["evaluations"].items():
             click.echo(f"  eval {name}: " + ", ".join(f"{k} {fmt_value(v)}" for k, v in metrics.items()))
+        if "generated" in summary:
+            g = summary["generated"]
+            click.echo(
+                f"  dataset {g['dataset']}: {g['accepted']} examples from {g['sources']} sources; "
+                f"rejected: {g['rejected'] or 'none'}"
+            )
         if "attack" in summary:
             a = summary["attack"]
             click.echo(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import click
 
-from engine.cli import analysis, augment, data, error_analysis, jobs, kinds, split
+from engine.cli import analysis, augment, data, error_analysis, jobs, kinds, llm, mapdiff, split
 from engine.cli.common import open_app, user_errors, workspace_option
 from storage.workspace import resolve_workspace
 
@@ -29,7 +29,7 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
         open_app(resolve_workspace(workspace))
 
 
-for _module in (data, split, augment, kinds, jobs, analysis, error_analysis):
+for _module in (data, split, augment, kinds, jobs, analysis, mapdiff, error_analysis, llm):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from engine.errors import BadInputError
 from engine.jobs.attack import ATTACK
 from engine.jobs.evaluate import EVALUATE
+from engine.jobs.generate import GENERATE
 from engine.jobs.retrain import RETRAIN
 from engine.jobs.spec import JobKind
 from engine.jobs.train import TRAIN
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TRAIN, RETRAIN, EVALUATE, ATTACK)}
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TRAIN, RETRAIN, EVALUATE, ATTACK, GENERATE)}
 
 
 def get_kind(name: str) -> JobKind:

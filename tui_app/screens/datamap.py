@@ -1,5 +1,7 @@
 """Data map: confidence vs variability (or sensitivity vs adversarial variability), drawn from binned counts,
-coloured by region, boundaries movable from the keyboard, live counts per region."""
+coloured by region (or gold label, or correctness), boundaries movable from the keyboard with their values on the
+axes, live counts per region; a cell cursor listing a cell's examples, per-class maps, the paper's three
+histograms, the map diff against another run; a running run's map follows it epoch by epoch."""
 
 from __future__ import annotations
 
@@ -13,14 +15,18 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
-from engine.analysis.bounds import fitted_map_bounds
-from engine.analysis.datamap import MapGrid, bin_counts, region_counts
+from engine.analysis.datamap import COLOUR_BY, MapGrid, bin_counts, region_counts
+from engine.analysis.fitted_cache import cached_fitted_bounds
+from engine.analysis.histograms import METRICS as HIST_METRICS
+from engine.analysis.histograms import Histogram, metric_histograms
 from engine.analysis.labelmix import LabelMix, map_label_mix
+from engine.analysis.pages import ExampleFilter
 from engine.analysis.progress import JobFollower
 from engine.analysis.regions import REGIONS, Bounds
 from engine.analysis.runs import get_run, latest_run_with_metrics
+from tui_app.histogram_plot import HistogramPlot
 from tui_app.screens.base import BaseScreen
-from tui_app.widgets import REGION_COLOURS, DataMapView, grid_size
+from tui_app.widgets import LABEL_COLOURS, REGION_COLOURS, DataMapView, correctness_colour, grid_size
 
 
 @dataclass
@@ -41,6 +47,13 @@ class MixLoaded(Message):
 
 
 @dataclass
+class HistogramsLoaded(Message):
+    histograms: dict[str, Histogram]
+    run_id: str
+    label: str | None
+
+
+@dataclass
 class CountsLoaded(Message):
     counts: dict[str, int]
     bounds: Bounds
@@ -50,6 +63,12 @@ LIVE_S = 3.0  # how often the map of a running job looks for a newly finished ep
 SIDE_W = 34  # the counts panel
 MIX_LABELS = 4  # labels listed in the panel (the most frequent first)
 CHROME_H = 3  # header, title line, footer
+
+
+LEGEND = (  # at most SIDE_W - 2 characters a line
+    "←→↑↓ move the lines  x a cell\n1-3/tab region  ⏎ examples\n"
+    "o colour  p class  g histograms\nd map diff  t robustness\nc case studies  0 reset"
+)
 
 
 class DataMapScreen(BaseScreen):
@@ -68,6 +87,13 @@ class DataMapScreen(BaseScreen):
         Binding("c", "cases", "Case studies", id="datamap.cases"),
         Binding("R", "retrain", "Retrain on region", id="datamap.retrain"),
         Binding("0", "reset", "Reset bounds", id="datamap.reset", show=False),
+        # in the side panel's legend and in help, not the footer: each footer key is a widget to mount and style
+        # on every open of the map
+        Binding("x", "toggle_cursor", "Cell cursor", id="datamap.cell_cursor", show=False),
+        Binding("o", "cycle_colour", "Colour by", id="datamap.colour_by", show=False),
+        Binding("p", "cycle_class", "Per-class map", id="datamap.per_class", show=False),
+        Binding("g", "toggle_histograms", "Histograms", id="datamap.histograms", show=False),
+        Binding("d", "map_diff", "Map diff", id="datamap.map_diff", show=False),
     ]
     DEFAULT_CSS = """
     DataMapScreen #map-title { height: 1; padding: 0 1; text-style: bold; }
@@ -77,6 +103,9 @@ class DataMapScreen(BaseScreen):
     DataMapScreen #counts { height: auto; }
     DataMapScreen #mix { height: auto; margin-top: 1; }
     DataMapScreen #legend { height: auto; color: $text-muted; margin-top: 1; }
+    DataMapScreen #hist { width: 34; border-left: solid $panel; display: none; }
+    DataMapScreen.histograms #hist { display: block; }
+    DataMapScreen.histograms #side { display: none; }
     """
 
     def __init__(
@@ -98,6 +127,14 @@ class DataMapScreen(BaseScreen):
         self._resize_timer: Any = None
         self._follower: tuple[str, JobFollower] | None = None  # the run being watched for new epochs
         self.loaded = False
+        self.cursor: tuple[int, int] | None = None  # (row, col) of the cell cursor, None when off
+        self.colour_by = "region"
+        self.label: str | None = None  # a per-class map: only this gold label's examples
+        self.labels: list[
+            str
+        ] = []  # the run's gold labels (from the label mix), for colours and per-class maps
+        self.histograms: dict[str, Histogram] | None = None
+        self.show_histograms = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -107,11 +144,8 @@ class DataMapScreen(BaseScreen):
             with Vertical(id="side"):
                 yield Static("", id="counts")
                 yield Static("", id="mix")
-                yield Static(
-                    "←/→ move the vertical line\n↑/↓ move the horizontal line\n1-3/tab pick region\n"
-                    "enter examples of region\nt cartography/robustness\nc case studies  0 reset",
-                    id="legend",
-                )
+                yield Static(LEGEND, id="legend")
+            yield Vertical(id="hist")  # the histograms, mounted on first use (g): the map opens without them
         yield Footer()
 
     def on_mount(self) -> None:
@@ -167,7 +201,9 @@ class DataMapScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="map", exit_on_error=False)
     def load_map(self, run_id: str | None, kind: str, bounds: Bounds | None, width: int, height: int) -> None:
-        """The map under `bounds`, or (None) under the boundaries fitted to the run; then its label mix."""
+        """The map under `bounds`, or (None) under the boundaries fitted to the run (cached per run and metrics
+        epochs); the label mix follows once the map is on screen."""
+        label, colour_by = self.label, self.colour_by
         with self.catalog(do_sync=True) as con:
             run_id = run_id or latest_run_with_metrics(con)
             if run_id is None:
@@ -180,10 +216,9 @@ class DataMapScreen(BaseScreen):
                 kind = "cartography"
             fitted = None
             if bounds is None:
-                fitted = bounds = fitted_map_bounds(con, run_id, adversarial=bool(run["n_adv"]))
-            grid = bin_counts(con, run_id, kind, width, height, bounds)
+                fitted = bounds = cached_fitted_bounds(con, self.ws, run_id, adversarial=bool(run["n_adv"]))
+            grid = bin_counts(con, run_id, kind, width, height, bounds, label=label, colour_by=colour_by)
         self.post_message(MapLoaded(run, kind, grid, grid.region_counts, bounds, fitted))
-        self.load_mix(run_id, kind, bounds)
 
     @work(thread=True, exclusive=True, group="mix", exit_on_error=False)
     def load_mix(self, run_id: str, kind: str, bounds: Bounds) -> None:
@@ -195,7 +230,10 @@ class DataMapScreen(BaseScreen):
     def on_mix_loaded(self, message: MixLoaded) -> None:
         if message.bounds == self.bounds and message.kind == self.kind:
             self.mix = message.mix
+            self.labels = sorted(message.mix.overall)
             self.paint_mix()
+            if self.colour_by == "label":
+                self.paint()
 
     def on_map_loaded(self, message: MapLoaded) -> None:
         self.loaded = True
@@ -216,8 +254,21 @@ class DataMapScreen(BaseScreen):
             self.selected_region = REGIONS[self.kind][0]
         self.grid = message.grid
         self.counts = message.counts
+        if self.cursor is not None and self.grid is not None:
+            self.cursor = (
+                min(self.cursor[0], self.grid.height - 1),
+                min(self.cursor[1], self.grid.width - 1),
+            )
         self.paint()
-        self.call_after_refresh(self.mark_painted)
+        self.call_after_refresh(self.after_map_painted)
+
+    def after_map_painted(self) -> None:
+        """Mark the paint, then the slower reads (the label mix joins the examples): never before the map."""
+        self.mark_painted()
+        if self.run is not None:
+            self.load_mix(self.run["run_id"], self.kind, self.bounds)
+            if self.show_histograms:
+                self.load_histograms(self.run["run_id"], self.label)
 
     @work(thread=True, exclusive=True, group="counts", exit_on_error=False)
     def load_counts(self, run_id: str, kind: str, bounds: Bounds) -> None:
@@ -231,14 +282,32 @@ class DataMapScreen(BaseScreen):
             self.counts = message.counts
             self.paint()
 
-    def paint(self) -> None:
+    def label_colours(self) -> dict[str, str]:
+        return {lab: LABEL_COLOURS[i % len(LABEL_COLOURS)] for i, lab in enumerate(self.labels)}
+
+    def title_text(self) -> str:
+        """The boundaries first, so they stay readable at 80 columns; then the run, its state and the view."""
         run = self.run or {}
         origin = "fitted to the run" if self.bounds == self.fitted else "moved"
-        self.query_one("#map-title", Static).update(
-            f"run {run.get('run_id', '?')} · {run.get('dataset') or '?'} · {self.kind} map · "
-            f"{self.bounds.describe(self.kind)} ({origin})"
+        parts = [f"{self.bounds.describe(self.kind)} ({origin})", f"run {run.get('run_id', '?')}"]
+        if run.get("status") in ("created", "running"):
+            parts.append(f"training, epoch {run.get('epochs_done') or 0}/{run.get('n_epochs') or '?'}")
+        parts.append(f"{run.get('dataset') or '?'} · {self.kind}")
+        if self.label is not None:
+            parts.append(f"label {self.label} only")
+        if self.colour_by != "region":
+            parts.append(f"colour: {self.colour_by}")
+        return " · ".join(parts)
+
+    def paint(self) -> None:
+        self.query_one("#map-title", Static).update(self.title_text())
+        self.query_one(DataMapView).show(
+            self.grid,
+            self.bounds,
+            self.selected_region,
+            cursor=self.cursor,
+            label_colours=self.label_colours(),
         )
-        self.query_one(DataMapView).show(self.grid, self.bounds, self.selected_region)
         total = sum(self.counts.values())
         lines = [f"[b]{self.kind}[/b]  ({total:,} examples)"]
         for index, region in enumerate(REGIONS[self.kind], start=1):
@@ -251,7 +320,21 @@ class DataMapScreen(BaseScreen):
         self.paint_mix()
 
     def paint_mix(self) -> None:
-        """The selected region's labels: its count and share of each, against the share among all examples."""
+        """The selected region's labels: its count and share of each, against the share among all examples; or
+        under the cell cursor, the cell; or what the colours mean."""
+        if self.cursor is not None and self.grid is not None:
+            self.query_one("#mix", Static).update(self.cell_text())
+            return
+        if self.colour_by == "correctness":
+            steps = "".join(f"[{correctness_colour(v / 4)}]■[/]" for v in range(5))
+            self.query_one("#mix", Static).update(f"[b]colour: mean correctness[/b]\n0 {steps} 1")
+            return
+        if self.colour_by == "label" and self.labels:
+            colours = self.label_colours()
+            lines = ["[b]colour: majority gold label[/b]"]
+            lines += [f"[{colours[lab]}]■[/] {lab[:26]}" for lab in self.labels[:MIX_LABELS]]
+            self.query_one("#mix", Static).update("\n".join(lines))
+            return
         if self.mix is None:
             self.query_one("#mix", Static).update("labels: ...")
             return
@@ -275,6 +358,9 @@ class DataMapScreen(BaseScreen):
 
     def action_move(self, axis: str, direction: int) -> None:
         if self.run is None:
+            return
+        if self.cursor is not None:
+            self.move_cursor(axis, direction)
             return
         self.bounds = self.bounds.moved(self.kind, axis, direction * self.step(axis))
         self.paint()
@@ -311,6 +397,9 @@ class DataMapScreen(BaseScreen):
     def action_open_region(self) -> None:
         if self.run is None:
             return
+        if self.cursor is not None:
+            self.open_cell()
+            return
         self.app.open_examples(  # type: ignore[attr-defined]
             run_id=self.run["run_id"], region=self.selected_region, kind=self.kind, bounds=self.bounds
         )
@@ -326,6 +415,11 @@ class DataMapScreen(BaseScreen):
         """Retrain on the selected region: with the boundaries on screen when the user moved them (every example
         the map puts in the region), else the top-F ranking of the region; the form says which and how many."""
         if self.run is None:
+            return
+        if self.label is not None:  # the counts on screen are one class's; a retrain selects from all of them
+            self.notify(
+                "a retrain selects from every class: press p until the map shows all classes", timeout=4
+            )
             return
         from engine.analysis.regions import RANKING, selection_size
         from engine.jobs.retrain import FRACTION
@@ -350,3 +444,127 @@ class DataMapScreen(BaseScreen):
                 f"{total} examples (move the map's boundaries to select a map region instead)"
             )
         self.app.open_jobs(new=True, preset=preset)  # type: ignore[attr-defined]
+
+    # ---- the cell cursor, colours, per-class maps, histograms, map diff -------------------------------------
+
+    def action_toggle_cursor(self) -> None:
+        """Arrow keys move a cell cursor instead of the boundaries (x again: back to the boundaries)."""
+        grid = self.grid
+        if grid is None or grid.total == 0:
+            return
+        if self.cursor is not None:
+            self.cursor = None
+        else:  # start on the densest cell
+            self.cursor = max(
+                ((r, c) for r in range(grid.height) for c in range(grid.width)),
+                key=lambda rc: grid.counts[rc[0]][rc[1]],
+            )
+        self.paint()
+
+    def move_cursor(self, axis: str, direction: int) -> None:
+        grid, cursor = self.grid, self.cursor
+        if grid is None or cursor is None:
+            return
+        row, col = cursor
+        if axis == "x":
+            col = min(grid.width - 1, max(0, col + direction))
+        else:  # up (+1) is towards row 0
+            row = min(grid.height - 1, max(0, row - direction))
+        self.cursor = (row, col)
+        self.paint()
+
+    def cell_ranges(self) -> tuple[tuple[str, float | None, float | None], ...]:
+        """The cursor cell's ranges of the map's two metrics, as the binning computes them: the outer cells
+        reach beyond the axis (the binning clamps values outside it into them)."""
+        grid, cursor = self.grid, self.cursor
+        assert grid is not None and cursor is not None
+        row, col = cursor
+        by = grid.height - 1 - row
+        xstep, ystep = grid.x_max / grid.width, grid.y_max / grid.height
+        x_lo = None if col == 0 else col * xstep
+        x_hi = None if col == grid.width - 1 else (col + 1) * xstep
+        y_lo = None if by == 0 else by * ystep
+        y_hi = None if by == grid.height - 1 else (by + 1) * ystep
+        return ((grid.x_axis.column, x_lo, x_hi), (grid.y_axis.column, y_lo, y_hi))
+
+    def cell_text(self) -> str:
+        grid, cursor = self.grid, self.cursor
+        assert grid is not None and cursor is not None
+        n = grid.counts[cursor[0]][cursor[1]]
+        lines = ["[b]cell[/b] (x: back to the lines)"]
+        for column, lo, hi in self.cell_ranges():
+            lines.append(
+                f"{column[:14]} {'' if lo is None else f'{lo:.3f}'}..{'' if hi is None else f'{hi:.3f}'}"
+            )
+        region = grid.region_at(*cursor)
+        lines.append(f"{n:,} examples{f' · {region}' if region else ''}  ⏎ list")
+        if grid.cell_colours is not None and grid.cell_colours[cursor[0]][cursor[1]] is not None:
+            value = grid.cell_colours[cursor[0]][cursor[1]]
+            lines.append(
+                f"mean correctness {value:.2f}" if grid.colour_by == "correctness" else f"mostly {value}"
+            )
+        return "\n".join(lines)
+
+    def cell_filter(self) -> ExampleFilter:
+        """The examples screen's filter for the cursor cell: the cell's metric ranges (and the class of a
+        per-class map); lower ends inclusive, upper ends exclusive as in the binning, up to float rounding."""
+        assert self.run is not None
+        return ExampleFilter(
+            dataset="",
+            run_id=self.run["run_id"],
+            kind=self.kind,
+            bounds=self.bounds,
+            label=self.label,
+            ranges=self.cell_ranges(),
+        )
+
+    def open_cell(self) -> None:
+        from tui_app.screens.examples import ExamplesScreen
+
+        self.app.push_screen(ExamplesScreen(self.cell_filter()))
+
+    def action_cycle_colour(self) -> None:
+        self.colour_by = COLOUR_BY[(COLOUR_BY.index(self.colour_by) + 1) % len(COLOUR_BY)]
+        if self.run is not None:
+            self.reload()
+
+    def action_cycle_class(self) -> None:
+        """All examples -> each gold label's own map -> all."""
+        if self.run is None or not self.labels:
+            return
+        options: list[str | None] = [None, *self.labels]
+        self.label = options[(options.index(self.label) + 1) % len(options)]
+        self.reload()
+        if self.show_histograms:
+            self.load_histograms(self.run["run_id"], self.label)
+
+    def action_toggle_histograms(self) -> None:
+        """The paper's three histograms (confidence, variability, correctness) beside the map, in place of the
+        side panel (the same width: the map keeps its size)."""
+        self.show_histograms = not self.show_histograms
+        panel = self.query_one("#hist", Vertical)
+        if self.show_histograms and not panel.children:
+            panel.mount_all(HistogramPlot(metric, id=f"hist-{metric}") for metric in HIST_METRICS)
+        self.set_class(self.show_histograms, "histograms")
+        if self.show_histograms and self.run is not None:
+            self.load_histograms(self.run["run_id"], self.label)
+
+    @work(thread=True, exclusive=True, group="histograms", exit_on_error=False)
+    def load_histograms(self, run_id: str, label: str | None) -> None:
+        with self.catalog() as con:
+            histograms = metric_histograms(con, run_id, label=label)
+        self.post_message(HistogramsLoaded(histograms, run_id, label))
+
+    def on_histograms_loaded(self, message: HistogramsLoaded) -> None:
+        if self.run is None or message.run_id != self.run["run_id"] or message.label != self.label:
+            return
+        self.histograms = message.histograms
+        for metric in HIST_METRICS:
+            self.query_one(f"#hist-{metric}", HistogramPlot).set_histogram(message.histograms[metric])
+        self.call_after_refresh(self.mark_painted)
+
+    def action_map_diff(self) -> None:
+        if self.run is not None:
+            from tui_app.screens.mapdiff import MapDiffScreen
+
+            self.app.push_screen(MapDiffScreen(self.run["run_id"], None, self.kind))

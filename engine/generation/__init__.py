@@ -1,0 +1,1 @@
+"""Synthetic data generation: the openai client, the response cache, the local server, the pipelines."""

@@ -1,0 +1,462 @@
+"""The `generate` job kind: synthetic examples from an LLM behind any OpenAI-compatible endpoint (seed 004's
+`context` and `qa-from-context` steps), landed as a new dataset with the provenance of every example.
+
+The launcher samples the source examples (seeded) into the run's inputs. The job process asks the endpoint for
+each of them through `engine.generation.client` (bounded concurrency, the openai client's retries, the
+workspace's response cache) and appends one line per finished source example to `generated/results.jsonl`
+(flushed and fsynced: a kill -9 loses at most the line being written, which a resume truncates away). A resumed
+job skips every source example with a line whose request succeeded (its reply is also in the cache), and asks
+again only for those whose request failed. At the end it writes the dataset files (`storage.generated`); sync
+lands them in the catalog. The API key is read from the environment by the client: the config holds only the
+variable's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine.errors import BadInputError
+from engine.generation.client import DEFAULT_KEY_ENV, JSON_MODES, Endpoint, GenerationClient, Outcome
+from engine.generation.pipelines import PIPELINES, Pipeline, Record
+from engine.jobs.runs import export_dataset, write_run
+from engine.jobs.spec import Field, JobKind
+from storage.artifacts import append_event, write_json_atomic, write_parquet_atomic
+from storage.catalog import open_catalog
+from storage.datasets import dataset_exists
+from storage.generated import generated_dir, generated_paths
+from storage.workspace import Workspace
+
+SOURCE_FILE = "source.parquet"
+RESULTS_FILE = "results.jsonl"
+
+
+def endpoint_of(config: dict[str, Any]) -> Endpoint:
+    return Endpoint(
+        base_url=config["base_url"],
+        model=config["model"],
+        api_key_env=config.get("api_key_env") or DEFAULT_KEY_ENV,
+        concurrency=int(config["concurrency"]),
+        timeout_s=float(config["timeout"]),
+        max_retries=int(config["max_retries"]),
+        json_mode=config["json_mode"],
+    )
+
+
+# ---- launcher ----------------------------------------------------------------------------------------------
+
+
+def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa.Table:
+    """n source rows, seeded: questions for `context`, distinct contexts for `qa-from-context`."""
+    import numpy as np
+
+    rows = table.to_pylist()
+    if pipeline.needs == "context":
+        by_context: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row.get("text_pair"):
+                by_context.setdefault(row["text_pair"], row)
+        rows = list(by_context.values())
+    else:
+        rows = [r for r in rows if r.get("text")]
+    if not rows:
+        raise BadInputError(f"the source has no {pipeline.needs}s to generate from")
+    picked = np.random.default_rng(seed).permutation(len(rows))[: min(n, len(rows))]
+    keep = [rows[int(i)] for i in sorted(picked)]
+    return pa.Table.from_pylist(
+        [{"example_id": r["example_id"], "text": r["text"], "text_pair": r.get("text_pair")} for r in keep],
+        schema=pa.schema([("example_id", pa.string()), ("text", pa.string()), ("text_pair", pa.string())]),
+    )
+
+
+def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
+    parsed = GENERATE.parse(values)
+    config = {**GENERATE.defaults(), **{k: v for k, v in parsed.items() if k != "kind"}}
+    pipeline = PIPELINES[config["pipeline"]]
+    endpoint = endpoint_of(config)
+    endpoint.check()
+    endpoint.api_key()  # refuse now, not in the job, when a remote endpoint has no key in the environment
+    with open_catalog(ws) as con:
+        table, meta = export_dataset(con, config["from"], what="source dataset")
+        if dataset_exists(con, config["name"]):
+            raise BadInputError(f"a dataset named '{config['name']}' already exists; choose another --name")
+    if meta["task"] != "qa":
+        raise BadInputError(
+            f"the {pipeline.name} pipeline needs a QA dataset; '{config['from']}' is {meta['task']}"
+        )
+    sources = sample_sources(table, pipeline, int(config["n"]), int(config["seed"]))
+    config.update(
+        kind="generate",
+        artifacts=list(GENERATE.artifacts),
+        dataset=config["from"],
+        task="qa",
+        source_version=meta.get("version"),
+        endpoint_host=endpoint.host,
+        prompt_id=pipeline.template.id,
+        prompt_version=pipeline.template.version,
+        n_sources=sources.num_rows,
+    )
+    return write_run(ws, f"gen-{config['name']}", config, {SOURCE_FILE: sources})
+
+
+def announce_generate(config: dict[str, Any]) -> str:
+    return (
+        f"{config['pipeline']}: {config['n_sources']} source examples of {config['from']} -> "
+        f"{config['model']} at {config['endpoint_host']}, concurrency {config['concurrency']}"
+    )
+
+
+# ---- results log -------------------------------------------------------------------------------------------
+
+
+def results_path(run_dir: Path) -> Path:
+    return generated_dir(run_dir) / RESULTS_FILE
+
+
+def read_results(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """The last line per source item; a torn last line (a kill -9 mid-write) is cut off the file."""
+    path = results_path(run_dir)
+    if not path.is_file():
+        return {}
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+    out: dict[int, dict[str, Any]] = {}
+    for line in data[:end].splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            out[int(entry["item"])] = entry
+    return out
+
+
+class ResultsLog:
+    def __init__(self, run_dir: Path) -> None:
+        path = results_path(run_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def entry_for(item: int, row: dict[str, Any], outcome: Outcome, records: list[Record]) -> dict[str, Any]:
+    return {
+        "item": item,
+        "parent": row["example_id"],
+        "ok": outcome.ok,
+        "reason": outcome.reason,
+        "detail": outcome.detail,
+        "cached": outcome.cached,
+        "repaired": outcome.repaired,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "records": [
+            {
+                "text": r.text,
+                "text_pair": r.text_pair,
+                "answers": r.answers,
+                "accepted": r.accepted,
+                "reason": r.reason,
+                "verdicts": r.verdicts,
+            }
+            for r in records
+        ],
+    }
+
+
+# ---- job process -------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Counts for the events log (throttled to one progress event a second)."""
+
+    def __init__(self, run_dir: Path, total: int, entries: dict[int, dict[str, Any]]) -> None:
+        self.run_dir = run_dir
+        self.total = total
+        self.entries = entries
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.new = 0
+
+    def counts(self) -> dict[str, Any]:
+        accepted, rejected, failed = 0, Counter[str](), Counter[str]()
+        tokens = 0
+        for entry in self.entries.values():
+            tokens += entry["prompt_tokens"] + entry["completion_tokens"]
+            if not entry["ok"]:
+                failed[entry["reason"]] += 1
+                continue
+            for rec in entry["records"]:
+                if rec["accepted"]:
+                    accepted += 1
+                else:
+                    rejected[rec["reason"]] += 1
+        done = sum(1 for e in self.entries.values() if e["ok"])
+        return {
+            "done": done,
+            "accepted": accepted,
+            "rejected": dict(rejected),
+            "failed": dict(failed),
+            "tokens": tokens,
+        }
+
+    def emit(self, usage: dict[str, Any], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < 1.0:
+            return
+        self.last = now
+        counts = self.counts()
+        rate = self.new / max(now - self.started, 1e-6)
+        eta = (self.total - len(self.entries)) / rate if rate > 0 else None
+        append_event(
+            self.run_dir,
+            "progress",
+            epoch=0,
+            n_epochs=1,
+            step=len(self.entries),
+            total=self.total,
+            eta_s=round(eta, 1) if eta is not None else None,
+            generation={**counts, **usage},
+        )
+
+
+async def generate_items(
+    run_dir: Path,
+    config: dict[str, Any],
+    rows: list[dict[str, Any]],
+    entries: dict[int, dict[str, Any]],
+    stop: Any,
+) -> tuple[bool, dict[str, Any]]:
+    """Ask for every source item without a successful entry; (finished, usage)."""
+    from engine.generation.cache import ResponseCache
+
+    pipeline = PIPELINES[config["pipeline"]]
+    todo = [i for i in range(len(rows)) if not (i in entries and entries[i]["ok"])]
+    cache = ResponseCache.for_workspace(run_dir.parent.parent)
+    log = ResultsLog(run_dir)
+    progress = Progress(run_dir, len(rows), entries)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in todo:
+        queue.put_nowait(i)
+    settings = {"words": config["words"], "pairs": config["pairs"]}
+    try:
+        async with GenerationClient(endpoint_of(config), cache) as client:
+
+            async def worker() -> None:
+                while not queue.empty():
+                    item = queue.get_nowait()
+                    row = rows[item]
+                    outcome = await client.structured(
+                        pipeline.messages(row, settings),
+                        pipeline.schema,
+                        temperature=float(config["temperature"]),
+                        max_tokens=pipeline.max_tokens(settings),
+                        seed=int(config["seed"]),
+                    )
+                    records = (
+                        pipeline.records(row, outcome.value, settings) if outcome.value is not None else []
+                    )
+                    entry = entry_for(item, row, outcome, records)
+                    log.append(entry)
+                    entries[item] = entry
+                    progress.new += 1
+                    progress.emit(client.usage.as_dict())
+
+            workers = [asyncio.create_task(worker()) for _ in range(int(config["concurrency"]))]
+            while not all(w.done() for w in workers):
+                if stop():  # cancel: in-flight requests are dropped; their items are asked again on resume
+                    for w in workers:
+                        w.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+                    progress.emit(client.usage.as_dict(), force=True)
+                    return False, client.usage.as_dict()
+                await asyncio.sleep(0.1)
+            for w in workers:
+                w.result()  # a bug in a worker fails the job, loudly
+            progress.emit(client.usage.as_dict(), force=True)
+            return True, client.usage.as_dict()
+    finally:
+        log.close()
+        cache.close()
+
+
+def write_outputs(
+    run_dir: Path, config: dict[str, Any], rows: list[dict[str, Any]], entries: dict[int, dict[str, Any]]
+) -> dict[str, Any]:
+    """The dataset files for sync (summary last): accepted examples, and every record with its provenance."""
+    examples: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    is_qa = config["pipeline"] == "qa-from-context"
+    for item in sorted(entries):
+        entry = entries[item]
+        parent = entry["parent"]
+        base = {
+            "pipeline": config["pipeline"],
+            "model": config["model"],
+            "prompt_id": config["prompt_id"],
+            "prompt_version": int(config["prompt_version"]),
+            "parent_dataset": config["from"],
+            "parent_example_id": parent,
+            "endpoint_host": config["endpoint_host"],
+            "prompt_tokens": int(entry["prompt_tokens"]),
+            "completion_tokens": int(entry["completion_tokens"]),
+            "cached": bool(entry["cached"]),
+        }
+        if not entry["ok"]:  # the request failed for good: one record saying why, with its source
+            row = rows[item]
+            records.append(
+                {
+                    **base,
+                    "example_id": f"{parent}/failed",
+                    "accepted": False,
+                    "reason": f"request:{entry['reason']}",
+                    "verdicts": json.dumps({"request": entry["detail"]}),
+                    "text": row["text"],
+                    "text_pair": row.get("text_pair"),
+                    "answers": None,
+                }
+            )
+            continue
+        for k, rec in enumerate(entry["records"]):
+            example_id = f"{parent}/g{k}"
+            answers = json.dumps(rec["answers"]) if rec["answers"] else "[]"
+            records.append(
+                {
+                    **base,
+                    "example_id": example_id,
+                    "accepted": bool(rec["accepted"]),
+                    "reason": rec["reason"],
+                    "verdicts": json.dumps(rec["verdicts"]),
+                    "text": rec["text"],
+                    "text_pair": rec["text_pair"],
+                    "answers": answers,
+                }
+            )
+            if rec["accepted"]:
+                examples.append(
+                    {
+                        "example_id": example_id,
+                        "row_idx": len(examples),
+                        "text": rec["text"],
+                        "text_pair": rec["text_pair"],
+                        "label": None,
+                        "label_name": None,
+                        "answers": answers,
+                        "is_impossible": False if is_qa else None,
+                        "title": None,
+                        "orig_id": None,
+                    }
+                )
+    from storage.datasets import EXAMPLE_SCHEMA
+    from storage.generated import PROVENANCE_COLUMNS
+
+    examples_path, records_path, summary_path = generated_paths(run_dir)
+    write_parquet_atomic(pa.Table.from_pylist(examples, schema=EXAMPLE_SCHEMA), examples_path)
+    record_types = {
+        "prompt_version": pa.int32(),
+        "prompt_tokens": pa.int32(),
+        "completion_tokens": pa.int32(),
+    }
+    record_types.update(cached=pa.bool_(), accepted=pa.bool_())
+    schema = pa.schema([(c, record_types.get(c, pa.string())) for c in PROVENANCE_COLUMNS])
+    write_parquet_atomic(pa.Table.from_pylist(records, schema=schema), records_path)
+    rejected = Counter(r["reason"] for r in records if not r["accepted"])
+    summary = {
+        "dataset": config["name"],
+        "task": "qa",
+        "version": "v1.1" if is_qa else None,
+        "parent_dataset": config["from"],
+        "pipeline": config["pipeline"],
+        "accepted": len(examples),
+        "rejected": dict(rejected),
+        "sources": len(rows),
+    }
+    write_json_atomic(summary_path, summary)
+    return summary
+
+
+def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(run_dir / "inputs" / SOURCE_FILE).to_pylist()
+    entries = read_results(run_dir)
+    if entries:
+        done = sum(1 for e in entries.values() if e["ok"])
+        append_event(
+            run_dir, "log", message=f"resuming: {done} of {len(rows)} source examples already answered"
+        )
+    finished, usage = asyncio.run(generate_items(run_dir, config, rows, entries, lambda: flag.requested))
+    append_event(
+        run_dir, "metrics", metrics={f"generation/{k}": v for k, v in usage.items() if k != "failures"}
+    )
+    if not finished:
+        return "cancelled"
+    summary = write_outputs(run_dir, config, rows, entries)
+    append_event(
+        run_dir,
+        "log",
+        message=f"{summary['accepted']} examples accepted for '{summary['dataset']}'; rejected: {summary['rejected']}",
+    )
+    return "done"
+
+
+GENERATE = JobKind(
+    name="generate",
+    help="Generate synthetic examples with an LLM (any OpenAI-compatible endpoint) into a new dataset.",
+    fields=(
+        Field("pipeline", str, "what to generate", choices=("context", "qa-from-context"), required=True),
+        Field("from", str, "the dataset to generate from", required=True),
+        Field("name", str, "the new dataset's name", required=True),
+        Field(
+            "base_url", str, "the OpenAI-compatible endpoint (dynascope llm serve prints one)", required=True
+        ),
+        Field("model", str, "the model name the endpoint serves", required=True),
+        Field("n", int, "source examples to sample", default=20, minimum=1, maximum=1_000_000),
+        Field("concurrency", int, "requests in flight at once", default=4, minimum=1, maximum=256),
+        Field("seed", int, "sampling of the sources and the LLM's seed", default=0, minimum=0),
+        Field("words", int, "context: at most this many words", default=250, minimum=10, maximum=2000),
+        Field("pairs", int, "qa-from-context: pairs asked per context", default=2, minimum=1, maximum=20),
+        Field(
+            "api_key_env",
+            str,
+            "the environment variable holding the API key (its value is never written anywhere)",
+            default=DEFAULT_KEY_ENV,
+            form=False,
+        ),
+        Field(
+            "timeout",
+            float,
+            "seconds per request",
+            default=60.0,
+            minimum=0,
+            exclusive_minimum=True,
+            form=False,
+        ),
+        Field(
+            "max_retries", int, "the openai client's retries", default=3, minimum=0, maximum=10, form=False
+        ),
+        Field(
+            "json_mode", str, "how JSON is requested", default="json_schema", choices=JSON_MODES, form=False
+        ),
+        Field("temperature", float, "sampling temperature", default=0.0, minimum=0, maximum=2, form=False),
+    ),
+    create=create_generate_run,
+    run=run_generate_job,
+    artifacts=("generated",),
+    resumable=True,
+    announce=announce_generate,
+)
