@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 
 import duckdb
 import pyarrow as pa
@@ -35,6 +36,7 @@ from tui_app.screens.examples import PAGE_SIZE, ExamplesScreen
 from tui_app.screens.help import HelpScreen
 from tui_app.screens.home import HomeScreen
 from tui_app.screens.jobs import JOB_COLUMNS, JobForm, JobsScreen
+from tui_app.screens.mapdiff import MapDiffScreen, TransitionExamplesScreen
 from tui_app.screens.runview import RunViewScreen
 from tui_app.screens.sql import CellModal, SqlEditor, SqlScreen
 
@@ -138,6 +140,121 @@ async def test_run_view_names_compare_overlay_and_case_study_export(trained_ws):
         assert "Run: complete (done, 2 of 2 epochs)." in text
         block = text.split(f"### {chosen}\n", 1)[1].split("###", 1)[0]
         assert "- tags: odd-label" in block and "seed 2 disagrees" in block
+        assert not app.errors, app.errors
+
+
+# ---- item 3: the data map's cells, colours, histograms and the map diff ------------------------------------
+
+
+async def test_map_cells_colours_histograms_and_map_diff_of_two_real_runs(trained_ws):  # noqa: ANN001
+    ws, runs = trained_ws
+    # `dynascope map-diff` on the two real runs: the transitions recount from `dynascope metrics --json`
+    diff = run_cli(ws, "map-diff", runs.run_a, runs.run_b, "--json")
+    assert diff.code == 0, diff.stderr
+    data = diff.json()
+    regions = [
+        {r["example_id"]: r["region"] for r in run_cli(ws, "metrics", run, "--json").json()}
+        for run in (runs.run_a, runs.run_b)
+    ]
+    recount = Counter((regions[0][i], regions[1][i]) for i in regions[0])
+    assert regions[0].keys() == regions[1].keys() and len(regions[0]) == runs.n_train
+    assert {(t["from"], t["to"]): t["examples"] for t in data["transitions"]} == dict(recount)
+    assert sum(recount.values()) == data["shared"] == runs.n_train
+    assert data["moved"] == sum(n for (a, b), n in recount.items() if a != b) > 0  # two seeds disagree
+    metrics = {
+        r[0]: r[1:]
+        for r in catalog_rows(
+            ws,
+            "SELECT example_id, variability, confidence, correctness FROM example_metrics WHERE run_id = ?",
+            [runs.run_a],
+        )
+    }
+    app = make_app(ws)
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.open_map(runs.run_a)
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, DataMapScreen) and screen.grid is not None
+        assert screen.grid.total == sum(screen.counts.values()) == runs.n_train
+        c = screen.bounds.cartography
+        assert f"var>={c.ambiguous_variability:g}" in screen_text(app)  # boundary values in view
+        assert f"conf>={c.easy_confidence:g}" in screen_text(app)
+
+        # the cell cursor starts on the densest cell; enter lists exactly the examples the run put there
+        await pilot.press("x")
+        row, col = screen.cursor
+        n = screen.grid.counts[row][col]
+        assert n == screen.grid.max_count > 0 and f"{n:,} examples" in screen_text(app)
+        (x_col, x_lo, x_hi), (y_col, y_lo, y_hi) = screen.cell_ranges()
+        assert (x_col, y_col) == ("variability", "confidence")
+        inside = {
+            i
+            for i, (var, conf, _) in metrics.items()
+            if (x_lo is None or var >= x_lo - 1e-9)
+            and (x_hi is None or var < x_hi + 1e-9)
+            and (y_lo is None or conf >= y_lo - 1e-9)
+            and (y_hi is None or conf < y_hi + 1e-9)
+        }
+        await pilot.press("enter")
+        await settle(app, pilot)
+        examples = app.screen
+        assert isinstance(examples, ExamplesScreen) and examples.total == n == len(inside)
+        assert set(examples.query_one(PageTable).keys) <= inside
+        await pilot.press("escape")
+        await settle(app, pilot)
+
+        # colour by correctness: the cell's colour is the mean correctness of its examples
+        await pilot.press("o", "o")
+        await settle(app, pilot)
+        assert screen.grid.colour_by == "correctness" and "mean correctness" in screen_text(app)
+        expected = sum(metrics[i][2] for i in inside) / len(inside)
+        assert screen.grid.cell_colours[row][col] == pytest.approx(expected, abs=1e-9)
+        await pilot.press("o")
+        await settle(app, pilot)
+
+        # the three histograms count the run's examples; correctness in steps of 1/epochs
+        await pilot.press("g")
+        await settle(app, pilot)
+        assert await wait_until(app, pilot, lambda: screen.histograms is not None, timeout=20)
+        assert all(h.total == runs.n_train for h in screen.histograms.values())
+        steps = Counter(round(corr * runs.epochs) for _, _, corr in metrics.values())
+        assert screen.histograms["correctness"].counts == [steps.get(k, 0) for k in range(runs.epochs + 1)]
+        # a per-class map: one gold label's examples only, and the histograms follow
+        await pilot.press("p")
+        await settle(app, pilot)
+        label = screen.label
+        (n_label,) = catalog_rows(
+            ws,
+            "SELECT count(*) FROM examples WHERE dataset = ? AND coalesce(label_name, label::VARCHAR) = ?",
+            [runs.dataset, label],
+        )[0]
+        assert screen.grid.total == n_label < runs.n_train
+        assert await wait_until(
+            app, pilot, lambda: all(h.total == n_label for h in screen.histograms.values()), timeout=20
+        )
+
+        # the map diff against the other seed: the transition table of the 110 shared examples
+        await pilot.press("d")
+        await settle(app, pilot)
+        diff_screen = app.screen
+        assert isinstance(diff_screen, MapDiffScreen)
+        assert await wait_until(app, pilot, lambda: diff_screen.diff is not None, timeout=20)
+        diff = diff_screen.diff
+        assert (diff.run_a, diff.run_b) == (runs.run_a, runs.run_b) and diff.shared == runs.n_train
+        assert f"{runs.n_train} shared examples" in screen_text(app)
+        moved = [(a, b) for a in diff.regions for b in diff.regions if a != b and diff.count(a, b)]
+        assert moved  # two seeds put some examples in other regions
+        a, b = moved[0]
+        await pilot.press(*["down"] * diff.regions.index(a))
+        await pilot.press(*["right"] * diff.regions.index(b))
+        assert diff_screen.cell_regions() == (a, b)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        cell = app.screen
+        assert isinstance(cell, TransitionExamplesScreen) and cell.total == diff.count(a, b)
+        assert {r["example_id"] for r in cell.rows} == {
+            i for i in regions[0] if regions[0][i] == a and regions[1][i] == b
+        }
         assert not app.errors, app.errors
 
 
@@ -444,7 +561,7 @@ async def test_every_screen_of_the_real_workspace_at_80x24(trained_ws):  # noqa:
             ("e", ExamplesScreen, "examples", f"{runs.n_train} rows · page 1/3"),
             ("c", CasesScreen, "case studies", "ambiguous"),
             ("v", CompareScreen, "compare", runs.held),
-            ("j", JobsScreen, "jobs", runs.run_a[:12]),
+            ("j", JobsScreen, "jobs", "seed-1  train"),
             ("s", SqlScreen, "SQL", "f5"),
         ):
             await pilot.press(key)
@@ -564,6 +681,56 @@ def jobs_row(screen: JobsScreen, run_id: str) -> dict[str, str] | None:
     return next((dict(zip(JOB_COLUMNS, cells)) for key, cells in screen.last_rows if key == run_id), None)
 
 
+LIVE_EPOCH = re.compile(r"training, epoch (\d+)/20")
+
+
+def shown_epoch(app) -> int | None:  # noqa: ANN001
+    """The epochs the map's title says the running run has finished (the title as built: on screen it may be cut)."""
+    found = LIVE_EPOCH.search(app.screen.title_text())
+    return int(found.group(1)) if found else None
+
+
+async def map_follows_the_run(app, pilot, ws, run_id: str, pids: list[int]) -> None:  # noqa: ANN001
+    """Item 1: the data map of the training run fills in epoch by epoch, with no key pressed."""
+    app.open_map(run_id)
+    await settle(app, pilot)
+    screen = app.screen
+    assert isinstance(screen, DataMapScreen)
+    assert await wait_until(app, pilot, lambda: (shown_epoch(app) or 0) >= 1, timeout=120), (
+        app.screen.title_text()
+    )
+    first = shown_epoch(app)
+    assert screen.grid is not None and screen.grid.total == 32
+    assert await wait_until(app, pilot, lambda: (shown_epoch(app) or 0) > first, timeout=120), (
+        app.screen.title_text()
+    )
+    # frozen, the map catches up with the epochs the run has finished, and counts them as the catalog does
+    pid = engine_jobs.job_info(ws, run_id)["pid"]
+    pids.append(pid)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        done = engine_jobs.job_info(ws, run_id)["epochs_done"]
+        assert await wait_until(app, pilot, lambda: shown_epoch(app) == done, timeout=30), (
+            app.screen.title_text()
+        )
+        await settle(app, pilot)
+        c = screen.bounds.cartography
+        recount = dict(
+            catalog_rows(
+                ws,
+                f"""SELECT CASE WHEN variability >= {c.ambiguous_variability!r} THEN 'ambiguous'
+                    WHEN confidence >= {c.easy_confidence!r} THEN 'easy' ELSE 'hard' END, count(*)
+                    FROM example_metrics WHERE run_id = ? AND epochs = ? GROUP BY 1""",
+                [run_id, done],
+            )
+        )
+        assert {r: n for r, n in screen.counts.items() if n} == recount and sum(recount.values()) == 32
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await pilot.press("escape")
+    await settle(app, pilot)
+
+
 async def test_a_real_run_training_in_the_background(trained_ws):  # noqa: ANN001
     ws, runs = trained_ws
     pids: list[int] = []
@@ -600,6 +767,8 @@ async def follow_a_live_run(ws, runs, pids: list[int]) -> None:  # noqa: ANN001
         assert await wait_until(
             app, pilot, lambda: engine_jobs.job_info(ws, run_id)["epochs_done"] >= 1, timeout=180
         ), jobs_row(jobs, run_id)
+        await map_follows_the_run(app, pilot, ws, run_id, pids)
+        assert app.screen is jobs
 
         # one reading of progress: frozen (SIGSTOP), the jobs screen, home and `dynascope jobs` say the same
         pid = engine_jobs.job_info(ws, run_id)["pid"]
