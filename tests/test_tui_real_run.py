@@ -720,8 +720,8 @@ async def map_follows_the_run(app, pilot, ws, run_id: str, pids: list[int]) -> N
                 ws,
                 f"""SELECT CASE WHEN variability >= {c.ambiguous_variability!r} THEN 'ambiguous'
                     WHEN confidence >= {c.easy_confidence!r} THEN 'easy' ELSE 'hard' END, count(*)
-                    FROM example_metrics WHERE run_id = ? AND epochs = ? GROUP BY 1""",
-                [run_id, done],
+                    FROM example_metrics WHERE run_id = ? GROUP BY 1""",
+                [run_id],
             )
         )
         assert {r: n for r, n in screen.counts.items() if n} == recount and sum(recount.values()) == 32
