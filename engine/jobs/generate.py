@@ -26,12 +26,13 @@ import pyarrow as pa
 from engine.errors import BadInputError
 from engine.generation.client import DEFAULT_KEY_ENV, JSON_MODES, Endpoint, GenerationClient, Outcome
 from engine.generation.pipelines import PIPELINES, Pipeline, Record
+from engine.jobs.generate_offline import OFFLINE_PIPELINES, prepare_offline, run_offline
 from engine.jobs.runs import export_dataset, write_run
 from engine.jobs.spec import Field, JobKind
-from storage.artifacts import append_event, write_json_atomic, write_parquet_atomic
+from storage.artifacts import append_event
 from storage.catalog import open_catalog
 from storage.datasets import dataset_exists
-from storage.generated import generated_dir, generated_paths
+from storage.generated import generated_dir, write_generated
 from storage.workspace import Workspace
 
 SOURCE_FILE = "source.parquet"
@@ -79,6 +80,13 @@ def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa
 def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
     parsed = GENERATE.parse(values)
     config = {**GENERATE.defaults(), **{k: v for k, v in parsed.items() if k != "kind"}}
+    if config["pipeline"] in OFFLINE_PIPELINES:
+        return create_offline_run(ws, config)
+    for key in ("base_url", "model"):
+        if not config.get(key):
+            raise BadInputError(
+                f"the {config['pipeline']} pipeline asks an LLM: give --{key.replace('_', '-')}"
+            )
     pipeline = PIPELINES[config["pipeline"]]
     endpoint = endpoint_of(config)
     endpoint.check()
@@ -106,7 +114,23 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
     return write_run(ws, f"gen-{config['name']}", config, {SOURCE_FILE: sources})
 
 
+def create_offline_run(ws: Workspace, config: dict[str, Any]) -> str:
+    with open_catalog(ws) as con:
+        if dataset_exists(con, config["name"]):
+            raise BadInputError(f"a dataset named '{config['name']}' already exists; choose another --name")
+    extra, inputs = prepare_offline(ws, config)
+    config.update(extra, kind="generate", artifacts=list(GENERATE.artifacts), dataset=config["from"])
+    return write_run(ws, f"gen-{config['name']}", config, inputs)
+
+
 def announce_generate(config: dict[str, Any]) -> str:
+    if config["pipeline"] == "blend":
+        return (
+            f"blend: {config['n']} examples, {config['ratio']:g} of them from {config['generated']}, "
+            f"the rest from {config['from']}"
+        )
+    if config["pipeline"] == "round-trip":
+        return f"round-trip: {config['n_sources']} pairs of {config['from']} checked by run {config['run']}"
     return (
         f"{config['pipeline']}: {config['n_sources']} source examples of {config['from']} -> "
         f"{config['model']} at {config['endpoint_host']}, concurrency {config['concurrency']}"
@@ -300,7 +324,7 @@ def write_outputs(
     """The dataset files for sync (summary last): accepted examples, and every record with its provenance."""
     examples: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    is_qa = config["pipeline"] == "qa-from-context"
+    is_qa = config["pipeline"] in ("qa-from-context", "extra-answers")
     for item in sorted(entries):
         entry = entries[item]
         parent = entry["parent"]
@@ -361,19 +385,6 @@ def write_outputs(
                         "orig_id": None,
                     }
                 )
-    from storage.datasets import EXAMPLE_SCHEMA
-    from storage.generated import PROVENANCE_COLUMNS
-
-    examples_path, records_path, summary_path = generated_paths(run_dir)
-    write_parquet_atomic(pa.Table.from_pylist(examples, schema=EXAMPLE_SCHEMA), examples_path)
-    record_types = {
-        "prompt_version": pa.int32(),
-        "prompt_tokens": pa.int32(),
-        "completion_tokens": pa.int32(),
-    }
-    record_types.update(cached=pa.bool_(), accepted=pa.bool_())
-    schema = pa.schema([(c, record_types.get(c, pa.string())) for c in PROVENANCE_COLUMNS])
-    write_parquet_atomic(pa.Table.from_pylist(records, schema=schema), records_path)
     rejected = Counter(r["reason"] for r in records if not r["accepted"])
     summary = {
         "dataset": config["name"],
@@ -385,13 +396,15 @@ def write_outputs(
         "rejected": dict(rejected),
         "sources": len(rows),
     }
-    write_json_atomic(summary_path, summary)
+    write_generated(run_dir, examples, records, summary)
     return summary
 
 
 def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     import pyarrow.parquet as pq
 
+    if config["pipeline"] in OFFLINE_PIPELINES:
+        return run_offline(run_dir, config, flag)
     rows = pq.read_table(run_dir / "inputs" / SOURCE_FILE).to_pylist()
     entries = read_results(run_dir)
     if entries:
@@ -414,22 +427,35 @@ def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     return "done"
 
 
+PIPELINE_NAMES = (*PIPELINES, *OFFLINE_PIPELINES)
+
 GENERATE = JobKind(
     name="generate",
     help="Generate synthetic examples with an LLM (any OpenAI-compatible endpoint) into a new dataset.",
     fields=(
-        Field("pipeline", str, "what to generate", choices=("context", "qa-from-context"), required=True),
-        Field("from", str, "the dataset to generate from", required=True),
+        Field("pipeline", str, "what to generate", choices=PIPELINE_NAMES, required=True),
+        Field("from", str, "the dataset to generate from (blend: the real one)", required=True),
         Field("name", str, "the new dataset's name", required=True),
+        Field("base_url", str, "the OpenAI-compatible endpoint (dynascope llm serve prints one)"),
+        Field("model", str, "the model name the endpoint serves"),
         Field(
-            "base_url", str, "the OpenAI-compatible endpoint (dynascope llm serve prints one)", required=True
+            "n", int, "source examples to sample (blend: the total)", default=20, minimum=1, maximum=1_000_000
         ),
-        Field("model", str, "the model name the endpoint serves", required=True),
-        Field("n", int, "source examples to sample", default=20, minimum=1, maximum=1_000_000),
         Field("concurrency", int, "requests in flight at once", default=4, minimum=1, maximum=256),
         Field("seed", int, "sampling of the sources and the LLM's seed", default=0, minimum=0),
         Field("words", int, "context: at most this many words", default=250, minimum=10, maximum=2000),
         Field("pairs", int, "qa-from-context: pairs asked per context", default=2, minimum=1, maximum=20),
+        Field("generated", str, "blend: the generated dataset mixed into --from"),
+        Field("ratio", float, "blend: the share of generated examples", default=0.5, minimum=0, maximum=1),
+        Field("run", str, "round-trip: the trained QA run that must recover each answer"),
+        Field(
+            "threshold",
+            float,
+            "round-trip: the least F1 of the run's answer to keep a pair",
+            default=0.5,
+            minimum=0,
+            maximum=1,
+        ),  # fmt: skip
         Field(
             "api_key_env",
             str,
