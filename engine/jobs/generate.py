@@ -55,7 +55,8 @@ def endpoint_of(config: dict[str, Any]) -> Endpoint:
 
 
 def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa.Table:
-    """n source rows, seeded: questions for `context`, distinct contexts for `qa-from-context`."""
+    """n source rows, seeded: questions for `context`, distinct contexts for `qa-from-context`, answerable
+    questions for `extra-answers`."""
     import numpy as np
 
     rows = table.to_pylist()
@@ -65,6 +66,12 @@ def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa
             if row.get("text_pair"):
                 by_context.setdefault(row["text_pair"], row)
         rows = list(by_context.values())
+    elif pipeline.needs == "answer":
+        rows = [
+            r
+            for r in rows
+            if r.get("text") and not r.get("is_impossible") and json.loads(r["answers"] or "[]")
+        ]
     else:
         rows = [r for r in rows if r.get("text")]
     if not rows:
@@ -72,8 +79,16 @@ def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa
     picked = np.random.default_rng(seed).permutation(len(rows))[: min(n, len(rows))]
     keep = [rows[int(i)] for i in sorted(picked)]
     return pa.Table.from_pylist(
-        [{"example_id": r["example_id"], "text": r["text"], "text_pair": r.get("text_pair")} for r in keep],
-        schema=pa.schema([("example_id", pa.string()), ("text", pa.string()), ("text_pair", pa.string())]),
+        [
+            {
+                "example_id": r["example_id"],
+                "text": r["text"],
+                "text_pair": r.get("text_pair"),
+                "answers": r.get("answers"),
+            }
+            for r in keep
+        ],
+        schema=pa.schema([(c, pa.string()) for c in ("example_id", "text", "text_pair", "answers")]),
     )
 
 
