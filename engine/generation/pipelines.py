@@ -73,8 +73,10 @@ class Record:
     """One generated example, accepted or not, with what decided it."""
 
     text: str  # the question
-    text_pair: str  # the context
+    text_pair: str | None  # the context (classification: the second text, if any)
     answers: list[dict[str, Any]] = field(default_factory=list)
+    label: int | None = None  # classification: the label the example keeps
+    label_name: str | None = None
     accepted: bool = True
     reason: str | None = None
     verdicts: dict[str, str] = field(default_factory=dict)
@@ -88,8 +90,10 @@ class Pipeline:
     messages: Callable[[dict[str, Any], dict[str, Any]], list[dict[str, str]]]
     max_tokens: Callable[[dict[str, Any]], int]
     records: Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], list[Record]]
-    # what a source row must have: "question" (a QA example), "context", or "answer" (an answerable example)
+    # what a source row must have: "question" (a QA example), "context", "answer" (an answerable example) or
+    # "label" (a labelled classification example)
     needs: str = "question"
+    task: str = "qa"  # of the source dataset and of the new one
 
 
 def _messages(template: Template, **values: Any) -> list[dict[str, str]]:
@@ -252,4 +256,49 @@ EXTRA_ANSWERS = Pipeline(
     needs="answer",
 )
 
-PIPELINES: dict[str, Pipeline] = {p.name: p for p in (CONTEXT, QA_FROM_CONTEXT, EXTRA_ANSWERS)}
+# ---- augment-region -------------------------------------------------------------------------------------------
+
+
+class RewriteReply(BaseModel):
+    rewrite: str = Field(max_length=600, description="the rewritten text")
+
+
+REWRITE_TEMPLATE = Template(
+    id="augment-region",
+    version=1,
+    system="You rewrite short texts for a text-classification dataset. Reply with JSON only.",
+    user=(
+        "Text: {text}\nIts label: {label}\n\nRewrite the text in different words, about as long, so that it "
+        'keeps the same meaning and the same label.\nReply as {{"rewrite": "..."}}'
+    ),
+)
+
+
+def rewrite_records(row: dict[str, Any], reply: dict[str, Any], settings: dict[str, Any]) -> list[Record]:
+    """A label-preserving rewrite of the example's text (a pair keeps its second text); the trained run checks the
+    label afterwards (engine.jobs.generate: `label-check`)."""
+    rewrite = " ".join(str(reply.get("rewrite") or "").split())
+    record = Record(
+        text=rewrite, text_pair=row.get("text_pair"), label=row.get("label"), label_name=row.get("label_name")
+    )
+    if not rewrite:
+        record.accepted, record.reason = False, "empty-rewrite"
+    elif rewrite.lower() == " ".join(str(row["text"]).split()).lower():
+        record.accepted, record.reason = False, "unchanged"
+    return [record]
+
+
+AUGMENT_REGION = Pipeline(
+    name="augment-region",
+    template=REWRITE_TEMPLATE,
+    schema=RewriteReply,
+    messages=lambda row, s: _messages(REWRITE_TEMPLATE, text=row["text"], label=row.get("label_name")),
+    max_tokens=lambda s: 160,
+    records=rewrite_records,
+    needs="label",
+    task="classification",
+)
+
+PIPELINES: dict[str, Pipeline] = {
+    p.name: p for p in (CONTEXT, QA_FROM_CONTEXT, EXTRA_ANSWERS, AUGMENT_REGION)
+}

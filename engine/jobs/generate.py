@@ -26,7 +26,13 @@ import pyarrow as pa
 from engine.errors import BadInputError
 from engine.generation.client import DEFAULT_KEY_ENV, JSON_MODES, Endpoint, GenerationClient, Outcome
 from engine.generation.pipelines import PIPELINES, Pipeline, Record
-from engine.jobs.generate_offline import OFFLINE_PIPELINES, prepare_offline, run_offline
+from engine.jobs.generate_offline import (
+    OFFLINE_PIPELINES,
+    check_label_run,
+    label_check,
+    prepare_offline,
+    run_offline,
+)
 from engine.jobs.runs import export_dataset, write_run
 from engine.jobs.spec import Field, JobKind
 from storage.artifacts import append_event
@@ -36,6 +42,10 @@ from storage.generated import generated_dir, write_generated
 from storage.workspace import Workspace
 
 SOURCE_FILE = "source.parquet"
+SOURCE_SCHEMA = pa.schema(
+    [(c, pa.string()) for c in ("example_id", "text", "text_pair", "answers", "label_name")]
+    + [("label", pa.int32())]
+)
 RESULTS_FILE = "results.jsonl"
 
 
@@ -66,6 +76,8 @@ def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa
             if row.get("text_pair"):
                 by_context.setdefault(row["text_pair"], row)
         rows = list(by_context.values())
+    elif pipeline.needs == "label":
+        rows = [r for r in rows if r.get("text") and r.get("label") is not None]
     elif pipeline.needs == "answer":
         rows = [
             r
@@ -79,16 +91,7 @@ def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa
     picked = np.random.default_rng(seed).permutation(len(rows))[: min(n, len(rows))]
     keep = [rows[int(i)] for i in sorted(picked)]
     return pa.Table.from_pylist(
-        [
-            {
-                "example_id": r["example_id"],
-                "text": r["text"],
-                "text_pair": r.get("text_pair"),
-                "answers": r.get("answers"),
-            }
-            for r in keep
-        ],
-        schema=pa.schema([(c, pa.string()) for c in ("example_id", "text", "text_pair", "answers")]),
+        [{c: r.get(c) for c in SOURCE_SCHEMA.names} for r in keep], schema=SOURCE_SCHEMA
     )
 
 
@@ -110,16 +113,20 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
         table, meta = export_dataset(con, config["from"], what="source dataset")
         if dataset_exists(con, config["name"]):
             raise BadInputError(f"a dataset named '{config['name']}' already exists; choose another --name")
-    if meta["task"] != "qa":
+    if meta["task"] != pipeline.task:
         raise BadInputError(
-            f"the {pipeline.name} pipeline needs a QA dataset; '{config['from']}' is {meta['task']}"
+            f"the {pipeline.name} pipeline needs a {pipeline.task} dataset; '{config['from']}' is {meta['task']}"
         )
+    if pipeline.name == "augment-region":
+        check_label_run(ws, config, meta)
     sources = sample_sources(table, pipeline, int(config["n"]), int(config["seed"]))
     config.update(
         kind="generate",
         artifacts=list(GENERATE.artifacts),
         dataset=config["from"],
-        task="qa",
+        task=pipeline.task,
+        label_names=meta["label_names"],
+        is_pair=bool(meta["is_pair"]),
         source_version=meta.get("version"),
         endpoint_host=endpoint.host,
         prompt_id=pipeline.template.id,
@@ -211,6 +218,8 @@ def entry_for(item: int, row: dict[str, Any], outcome: Outcome, records: list[Re
                 "accepted": r.accepted,
                 "reason": r.reason,
                 "verdicts": r.verdicts,
+                "label": r.label,
+                "label_name": r.label_name,
             }
             for r in records
         ],
@@ -392,9 +401,9 @@ def write_outputs(
                         "row_idx": len(examples),
                         "text": rec["text"],
                         "text_pair": rec["text_pair"],
-                        "label": None,
-                        "label_name": None,
-                        "answers": answers,
+                        "label": rec.get("label"),
+                        "label_name": rec.get("label_name"),
+                        "answers": answers if config["task"] == "qa" else None,
                         "is_impossible": False if is_qa else None,
                         "title": None,
                         "orig_id": None,
@@ -403,7 +412,9 @@ def write_outputs(
     rejected = Counter(r["reason"] for r in records if not r["accepted"])
     summary = {
         "dataset": config["name"],
-        "task": "qa",
+        "task": config["task"],
+        "label_names": config.get("label_names") if config["task"] == "classification" else None,
+        "is_pair": bool(config.get("is_pair", True)),
         "version": "v1.1" if is_qa else None,
         "parent_dataset": config["from"],
         "pipeline": config["pipeline"],
@@ -433,6 +444,9 @@ def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     )
     if not finished:
         return "cancelled"
+    if config["pipeline"] == "augment-region":  # the trained run must still predict each rewrite's label
+        if not label_check(run_dir, config, entries, lambda: flag.requested):
+            return "cancelled"
     summary = write_outputs(run_dir, config, rows, entries)
     append_event(
         run_dir,
@@ -462,7 +476,12 @@ GENERATE = JobKind(
         Field("pairs", int, "qa-from-context: pairs asked per context", default=2, minimum=1, maximum=20),
         Field("generated", str, "blend: the generated dataset mixed into --from"),
         Field("ratio", float, "blend: the share of generated examples", default=0.5, minimum=0, maximum=1),
-        Field("run", str, "round-trip: the trained QA run that must recover each answer"),
+        Field(
+            "run",
+            str,
+            "round-trip: the QA run that must recover each answer; augment-region: the run that must predict "
+            "each rewrite's label",
+        ),
         Field(
             "threshold",
             float,

@@ -216,3 +216,75 @@ def run_offline(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
         message=f"{summary['accepted']} examples for '{summary['dataset']}'; rejected: {summary['rejected']}",
     )
     return "done"
+
+
+# ---- augment-region's check by a trained run ---------------------------------------------------------------
+
+
+def check_label_run(ws: Workspace, config: dict[str, Any], meta: dict[str, Any]) -> None:
+    """augment-region needs a finished classification run with the source's labels (checked in the launcher)."""
+    if not config.get("run"):
+        raise BadInputError(
+            "augment-region needs the trained run that checks each rewrite's label (--run RUN)"
+        )
+    run_cfg = read_config(ws.run_dir(config["run"]))
+    if run_cfg is None:
+        raise BadInputError(f"no run named '{config['run']}' in {ws.root}; see `dynascope runs`")
+    if run_cfg.get("task") != "classification":
+        raise BadInputError(
+            f"augment-region needs a classification run; {config['run']} is {run_cfg.get('task')}"
+        )
+    if not (ws.run_dir(config["run"]) / "model").is_dir():
+        raise BadInputError(f"run {config['run']} has no saved model (is it finished?)")
+    missing = set(meta["label_names"] or []) - set(run_cfg.get("label_names") or [])
+    if missing:
+        raise BadInputError(
+            f"run {config['run']} was not trained on the labels {sorted(missing)} of '{meta['name']}'"
+        )
+
+
+def label_check(run_dir: Path, config: dict[str, Any], entries: dict[int, dict[str, Any]], stop: Any) -> bool:
+    """Predict every accepted rewrite with the run's model; one whose prediction is not its label is rejected with
+    reason `label-check`. Each record gets the verdict (the run's prediction). False when stopped."""
+    from engine.evaluation.scoring import load_run_model, score_table
+    from engine.training.config import TrainConfig
+
+    pending = [
+        (item, k, rec)
+        for item, entry in sorted(entries.items())
+        if entry["ok"]
+        for k, rec in enumerate(entry["records"])
+        if rec["accepted"]
+    ]
+    if not pending:
+        return True
+    table = pa.Table.from_pylist(
+        [
+            {
+                "example_id": f"{item}/{k}",
+                "text": rec["text"],
+                "text_pair": rec["text_pair"],
+                "label": rec["label"],
+                "label_name": rec["label_name"],
+                "answers": None,
+                "is_impossible": None,
+                "orig_id": None,
+            }
+            for item, k, rec in pending
+        ]  # fmt: skip
+    )
+    source_dir = run_dir.parent / config["run"]
+    cfg = TrainConfig.from_dict(read_config(source_dir) or {})
+    meta = {"task": "classification", "label_names": config.get("label_names")}
+    scored = score_table(
+        source_dir, load_run_model(source_dir, cfg), cfg, config["from"], table, meta, stop=stop
+    )
+    if scored is None:
+        return False
+    verdicts = {r["example_id"]: r for r in scored[1].to_pylist()}
+    for item, k, rec in pending:
+        verdict = verdicts[f"{item}/{k}"]
+        rec["verdicts"]["label-check"] = {"run": config["run"], "prediction": verdict["prediction"]}
+        if not verdict["correct"]:
+            rec["accepted"], rec["reason"] = False, "label-check"
+    return True
