@@ -1,6 +1,7 @@
 """The generate job's pipelines without an LLM, through the CLI as a user runs them: `blend` (real and generated
 examples at a ratio, at a fixed total) and `round-trip` (a pair is kept only when a trained QA run recovers its
-answer), on real SQuAD questions and the rule-based synthetic second answers (`dynascope extra-answers`)."""
+answer), on real SQuAD questions and the rule-based synthetic second answers (`dynascope extra-answers`); then seed
+004's whole chain with the real local LLM server."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from engine.generation.server import LocalServer
 from engine.tasks.squad_metric import best_over_golds
 from storage.workspace import Workspace
 from tests.conftest import run_cli
-from tests.test_generate_job import examples, provenance
+from tests.test_generate_job import examples, generate, provenance
 
-pytest_plugins = ["tests.llm_fixtures"]  # gen_ws
+pytest_plugins = ["tests.llm_fixtures"]  # gen_ws, llm_server
 
 SQUAD_NAME = "squad-few"
 EXTRA_NAME = "squad-few-extra"
@@ -72,12 +74,29 @@ def test_blend_counts_ratio_determinism_and_sources(two_sources: Workspace) -> N
     same = [(r["example_id"], r["text_pair"]) for r in examples(ws, "mix-again")]
     assert same == [(r["example_id"], r["text_pair"]) for r in examples(ws, "mix")]  # deterministic by seed
 
-    too_many = run_cli(ws, "generate", "--pipeline", "blend", "--from", SQUAD_NAME, "--generated", EXTRA_NAME,
-                       "--name", "big", "--n", "20")  # fmt: skip
-    assert too_many.code == 2 and "lower --n" in too_many.stderr
+    runs_before = sorted(p.name for p in ws.run_dir("x").parent.iterdir())
+    bad = {
+        ("--pipeline", "blend", "--from", SQUAD_NAME, "--generated", EXTRA_NAME, "--name", "big", "--n", "20"):
+            "lower --n",
+        ("--pipeline", "blend", "--from", SQUAD_NAME, "--name", "nogen"): "--generated",
+        ("--pipeline", "round-trip", "--from", EXTRA_NAME, "--name", "norun"): "--run",
+        ("--pipeline", "round-trip", "--from", EXTRA_NAME, "--run", "no-such-run", "--name", "norun"): "no run",
+        ("--pipeline", "extra-answers", "--from", SQUAD_NAME, "--name", "nourl"): "--base-url",
+        ("--pipeline", "augment-region", "--from", SQUAD_NAME, "--name", "aug", "--base-url", "http://127.0.0.1:9/v1",
+         "--model", "m", "--run", "r"): "needs a classification dataset",
+        ("--pipeline", "blend", "--from", SQUAD_NAME, "--generated", EXTRA_NAME, "--name", "mix"): "already exists",
+    }  # fmt: skip
+    for args, message in bad.items():
+        result = run_cli(ws, "generate", *args)
+        assert result.code == 2 and message in result.stderr, (args, result.stderr)
+    assert sorted(p.name for p in ws.run_dir("x").parent.iterdir()) == runs_before  # nothing changed
 
 
-def test_round_trip_verdicts_equal_a_recount_of_the_runs_predictions(two_sources: Workspace) -> None:
+def test_round_trip_verdicts_equal_a_recount_then_the_whole_chain(
+    two_sources: Workspace, llm_server: LocalServer
+) -> None:
+    """round-trip on the rule-based second answers (threshold 0.2) against a recount of the run's predictions; then
+    seed 004's chain on real questions with the real LLM: context -> qa-from-context -> round-trip -> blend."""
     ws = two_sources
     trained = cli_json(
         ws, "train", SQUAD_NAME, "--max-length", "128", "--epochs", "1", "--batch-size", "8", "--lr", "1e-4"
@@ -113,3 +132,35 @@ def test_round_trip_verdicts_equal_a_recount_of_the_runs_predictions(two_sources
     for example_id in kept:  # kept pairs land unchanged
         assert checked[example_id]["answers"] == pairs[example_id]["answers"]
         assert checked[example_id]["text_pair"] == pairs[example_id]["text_pair"]
+
+    # the chain: every accepted answer at its offset all along, provenance complete
+    url = llm_server.base_url
+    generate(
+        ws, url, "--pipeline", "context", "--from", SQUAD_NAME, "--name", "ctx", "--n", "4", "--words", "40"
+    )
+    generate(
+        ws, url, "--pipeline", "qa-from-context", "--from", "ctx", "--name", "qa", "--n", "4", "--pairs", "2"
+    )
+    pairs = examples(ws, "qa")
+    assert pairs, provenance(
+        ws, "qa"
+    )  # a 135M model still writes a few pairs whose answer is in the paragraph
+    # threshold 0 keeps every pair the run scored (the filtering itself is checked above)
+    cli_json(ws, "generate", "--pipeline", "round-trip", "--from", "qa", "--run", run_id, "--threshold", "0",
+             "--name", "qa-rt")  # fmt: skip
+    kept_pairs = examples(ws, "qa-rt")
+    assert [e["answers"] for e in kept_pairs] == [e["answers"] for e in pairs]
+    n_generated = min(len(kept_pairs), 4)
+    cli_json(ws, "generate", "--pipeline", "blend", "--from", SQUAD_NAME, "--generated", "qa-rt",
+             "--n", str(2 * n_generated), "--name", "final")  # fmt: skip
+    final = examples(ws, "final")
+    assert len(final) == 2 * n_generated
+    assert sum(e["example_id"].startswith("generated/") for e in final) == n_generated
+    for ex in final:
+        for answer in json.loads(ex["answers"]):
+            start = answer["answer_start"]
+            assert ex["text_pair"][start : start + len(answer["text"])] == answer["text"]
+    for name in ("ctx", "qa", "qa-rt", "final"):
+        for rec in provenance(ws, name):
+            for key in ("pipeline", "model", "parent_dataset", "parent_example_id"):
+                assert rec[key] not in (None, ""), (name, key, rec)
