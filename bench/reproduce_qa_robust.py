@@ -200,7 +200,9 @@ def main() -> None:
     print("\nattacked questions (unattackable ones are counted, not scored):")
     for method in ATTACKS:
         a = attacks[next(iter(runs)), method]
-        print(f"  {method:<14}{a['n_examples']} attacked, {a.get('n_unattackable', 0)} could not be attacked")
+        print(
+            f"  {method:<14}{a['n_examples']} considered, {a.get('n_unattackable', 0)} of them could not be attacked"
+        )
     print("\nruns:")
     for label, run_id in runs.items():
         print(f"  {label:<32}{run_id}")

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.artifacts import BrokenRunError
+from storage.artifacts import BrokenRunError, write_json_atomic, write_parquet_atomic
 from storage.datasets import DatasetSpec, dataset_exists, insert_dataset
 
 PROVENANCE_COLUMNS = (
@@ -88,8 +89,9 @@ def sync_generated(
             source=f"generate:{run_id}",
             format="generated",
             examples=pq.read_table(examples_path),
-            is_pair=True,
+            is_pair=bool(summary.get("is_pair", True)),
             version=summary.get("version"),
+            label_names=summary.get("label_names"),
             parent=summary.get("parent_dataset"),
         ),
     )
@@ -105,3 +107,26 @@ def sync_generated(
     )
     registered[rel] = None
     return True
+
+
+_RECORD_TYPES = {
+    "prompt_version": pa.int32(),
+    "prompt_tokens": pa.int32(),
+    "completion_tokens": pa.int32(),
+    "cached": pa.bool_(),
+    "accepted": pa.bool_(),
+}
+RECORD_SCHEMA = pa.schema([(c, _RECORD_TYPES.get(c, pa.string())) for c in PROVENANCE_COLUMNS])
+
+
+def write_generated(
+    run_dir: Path, examples: list[dict[str, Any]], records: list[dict[str, Any]], summary: dict[str, Any]
+) -> None:
+    """The dataset files for sync: the examples (catalog example columns), every record with its provenance
+    (accepted or rejected), and the summary last (its presence marks the dataset complete)."""
+    from storage.datasets import EXAMPLE_SCHEMA
+
+    examples_path, records_path, summary_path = generated_paths(run_dir)
+    write_parquet_atomic(pa.Table.from_pylist(examples, schema=EXAMPLE_SCHEMA), examples_path)
+    write_parquet_atomic(pa.Table.from_pylist(records, schema=RECORD_SCHEMA), records_path)
+    write_json_atomic(summary_path, summary)

@@ -1,6 +1,8 @@
 """The generation pipelines (seed 004): what each asks the LLM for one source example, and what it keeps.
 
 - `context` (step 1): for a real question, a new context of at most `words` words written for it.
+- `extra-answers` (seed 001, section 5.3): for an answerable example, a sentence holding a second plausible answer,
+  inserted after the gold answer's sentence and labelled as an additional gold span (offset computed here).
 - `qa-from-context` (step 2): question + answer pairs from a context; an answer must be an exact substring of the
   context: its character offset is computed here (`str.find`), never taken from the model, or the pair is
   rejected with its reason.
@@ -13,6 +15,7 @@ reason and the verdicts of each filter.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,8 +73,10 @@ class Record:
     """One generated example, accepted or not, with what decided it."""
 
     text: str  # the question
-    text_pair: str  # the context
+    text_pair: str | None  # the context (classification: the second text, if any)
     answers: list[dict[str, Any]] = field(default_factory=list)
+    label: int | None = None  # classification: the label the example keeps
+    label_name: str | None = None
     accepted: bool = True
     reason: str | None = None
     verdicts: dict[str, str] = field(default_factory=dict)
@@ -85,8 +90,10 @@ class Pipeline:
     messages: Callable[[dict[str, Any], dict[str, Any]], list[dict[str, str]]]
     max_tokens: Callable[[dict[str, Any]], int]
     records: Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], list[Record]]
-    # what a source row must have: "question" (a QA example) or "context"
+    # what a source row must have: "question" (a QA example), "context", "answer" (an answerable example) or
+    # "label" (a labelled classification example)
     needs: str = "question"
+    task: str = "qa"  # of the source dataset and of the new one
 
 
 def _messages(template: Template, **values: Any) -> list[dict[str, str]]:
@@ -177,4 +184,121 @@ QA_FROM_CONTEXT = Pipeline(
     needs="context",
 )
 
-PIPELINES: dict[str, Pipeline] = {p.name: p for p in (CONTEXT, QA_FROM_CONTEXT)}
+# ---- extra-answers --------------------------------------------------------------------------------------------
+
+
+class ExtraAnswerReply(BaseModel):
+    sentence: str = Field(max_length=240, description="one new sentence")
+    answer: str = Field(max_length=40, description="the other answer, copied exactly from the sentence")
+
+
+EXTRA_ANSWER_TEMPLATE = Template(
+    id="extra-answers",
+    version=1,
+    system="You write one sentence for a reading-comprehension dataset. Reply with JSON only.",
+    user=(
+        "Paragraph: {context}\nQuestion: {question}\nThe paragraph's answer: {answer}\n\n"
+        "Write one new sentence in the style of the paragraph that gives a different but plausible answer to the "
+        "question. The different answer (1 to 5 words) must appear word for word in your sentence.\n"
+        'Reply as {{"sentence": "...", "answer": "..."}}'
+    ),
+)
+
+
+def _gold(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(json.loads(row.get("answers") or "[]"))
+
+
+def extra_answer_records(
+    row: dict[str, Any], reply: dict[str, Any], settings: dict[str, Any]
+) -> list[Record]:
+    """The source example with the model's sentence inserted after its gold answer's sentence and the sentence's
+    answer as an additional gold span (offset computed here); or the source rejected with the reason."""
+    from engine.importing.extra_answers import gold_sentence, insert_sentence
+    from engine.tasks.squad_metric import normalize_answer
+
+    context, answers = row["text_pair"] or "", _gold(row)
+    sentence = " ".join(str(reply.get("sentence") or "").split())
+    if sentence and sentence[-1] not in ".!?":
+        sentence += "."  # a sentence end, so the next sentence of the context stays a sentence of its own
+    answer = str(reply.get("answer") or "").strip()
+    record = Record(text=row["text"], text_pair=context, answers=answers)
+    offset = answer_span(sentence, answer)
+    record.verdicts["substring"] = "found" if offset is not None else "missing"
+    record.verdicts["sentence"] = sentence
+    found = gold_sentence(context, answers) if answers else "no gold answer"
+    if isinstance(found, str):
+        record.accepted, record.reason = False, "no-gold-sentence"
+        record.verdicts["gold"] = found
+    elif not sentence:
+        record.accepted, record.reason = False, "empty-sentence"
+    elif not answer:
+        record.accepted, record.reason = False, "empty-answer"
+    elif offset is None:
+        record.accepted, record.reason = False, "answer-not-in-sentence"
+    elif any(normalize_answer(answer) == normalize_answer(a["text"]) for a in answers):
+        record.accepted, record.reason = False, "same-answer"
+    if not record.accepted or isinstance(found, str) or offset is None:
+        return [record]
+    record.text_pair, record.answers = insert_sentence(context, answers, found[1], sentence, offset, answer)
+    return [record]
+
+
+EXTRA_ANSWERS = Pipeline(
+    name="extra-answers",
+    template=EXTRA_ANSWER_TEMPLATE,
+    schema=ExtraAnswerReply,
+    messages=lambda row, s: _messages(
+        EXTRA_ANSWER_TEMPLATE, context=row["text_pair"], question=row["text"], answer=_gold(row)[0]["text"]
+    ),
+    max_tokens=lambda s: 120,  # within the schema's length limits
+    records=extra_answer_records,
+    needs="answer",
+)
+
+# ---- augment-region -------------------------------------------------------------------------------------------
+
+
+class RewriteReply(BaseModel):
+    rewrite: str = Field(max_length=600, description="the rewritten text")
+
+
+REWRITE_TEMPLATE = Template(
+    id="augment-region",
+    version=1,
+    system="You rewrite short texts for a text-classification dataset. Reply with JSON only.",
+    user=(
+        "Text: {text}\nIts label: {label}\n\nRewrite the text in different words, about as long, so that it "
+        'keeps the same meaning and the same label.\nReply as {{"rewrite": "..."}}'
+    ),
+)
+
+
+def rewrite_records(row: dict[str, Any], reply: dict[str, Any], settings: dict[str, Any]) -> list[Record]:
+    """A label-preserving rewrite of the example's text (a pair keeps its second text); the trained run checks the
+    label afterwards (engine.jobs.generate: `label-check`)."""
+    rewrite = " ".join(str(reply.get("rewrite") or "").split())
+    record = Record(
+        text=rewrite, text_pair=row.get("text_pair"), label=row.get("label"), label_name=row.get("label_name")
+    )
+    if not rewrite:
+        record.accepted, record.reason = False, "empty-rewrite"
+    elif rewrite.lower() == " ".join(str(row["text"]).split()).lower():
+        record.accepted, record.reason = False, "unchanged"
+    return [record]
+
+
+AUGMENT_REGION = Pipeline(
+    name="augment-region",
+    template=REWRITE_TEMPLATE,
+    schema=RewriteReply,
+    messages=lambda row, s: _messages(REWRITE_TEMPLATE, text=row["text"], label=row.get("label_name")),
+    max_tokens=lambda s: 160,
+    records=rewrite_records,
+    needs="label",
+    task="classification",
+)
+
+PIPELINES: dict[str, Pipeline] = {
+    p.name: p for p in (CONTEXT, QA_FROM_CONTEXT, EXTRA_ANSWERS, AUGMENT_REGION)
+}

@@ -80,10 +80,9 @@ def sentence_bounds(context: str, start: int, end: int) -> tuple[int, int] | Non
     return begin, stop
 
 
-def insert_extra_answer(
-    context: str, answers: list[dict[str, Any]], replacement: str
-) -> tuple[str, list[dict[str, Any]], str] | str:
-    """(new context, answers with the new span appended, the inserted sentence), or the reason it cannot."""
+def gold_sentence(context: str, answers: list[dict[str, Any]]) -> tuple[int, int, int, int] | str:
+    """(sentence begin, sentence stop, answer start, answer end) of the first gold answer, or the reason there is
+    no single sentence to insert after."""
     gold = answers[0]
     start = int(gold["answer_start"])
     end = start + len(gold["text"])
@@ -94,18 +93,36 @@ def insert_extra_answer(
     bounds = sentence_bounds(context, start, end)
     if bounds is None:
         return "gold answer crosses a sentence end"
-    begin, stop = bounds
-    sentence = context[begin:stop]
-    copy = sentence[: start - begin] + replacement + sentence[end - begin :]
-    inserted = " " + copy
+    return bounds[0], bounds[1], start, end
+
+
+def insert_sentence(
+    context: str, answers: list[dict[str, Any]], stop: int, sentence: str, span_start: int, span_text: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """`sentence` inserted at `stop` (after a space), the answers shifted past it, and its span
+    sentence[span_start:][:len(span_text)] appended as an additional gold answer."""
+    inserted = " " + sentence
     new_context = context[:stop] + inserted + context[stop:]
     shifted = []
     for answer in answers:
         offset = int(answer["answer_start"])
         moved = offset + len(inserted) if offset >= stop else offset
         shifted.append({"text": answer["text"], "answer_start": moved})
-    extra_start = stop + 1 + (start - begin)
-    shifted.append({"text": replacement, "answer_start": extra_start})
+    shifted.append({"text": span_text, "answer_start": stop + 1 + span_start})
+    return new_context, shifted
+
+
+def insert_extra_answer(
+    context: str, answers: list[dict[str, Any]], replacement: str
+) -> tuple[str, list[dict[str, Any]], str] | str:
+    """(new context, answers with the new span appended, the inserted sentence), or the reason it cannot."""
+    found = gold_sentence(context, answers)
+    if isinstance(found, str):
+        return found
+    begin, stop, start, end = found
+    sentence = context[begin:stop]
+    copy = sentence[: start - begin] + replacement + sentence[end - begin :]
+    new_context, shifted = insert_sentence(context, answers, stop, copy, start - begin, replacement)
     return new_context, shifted, copy
 
 

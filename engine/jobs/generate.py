@@ -26,15 +26,26 @@ import pyarrow as pa
 from engine.errors import BadInputError
 from engine.generation.client import DEFAULT_KEY_ENV, JSON_MODES, Endpoint, GenerationClient, Outcome
 from engine.generation.pipelines import PIPELINES, Pipeline, Record
+from engine.jobs.generate_offline import (
+    OFFLINE_PIPELINES,
+    check_label_run,
+    label_check,
+    prepare_offline,
+    run_offline,
+)
 from engine.jobs.runs import export_dataset, write_run
 from engine.jobs.spec import Field, JobKind
-from storage.artifacts import append_event, write_json_atomic, write_parquet_atomic
+from storage.artifacts import append_event
 from storage.catalog import open_catalog
 from storage.datasets import dataset_exists
-from storage.generated import generated_dir, generated_paths
+from storage.generated import generated_dir, write_generated
 from storage.workspace import Workspace
 
 SOURCE_FILE = "source.parquet"
+SOURCE_SCHEMA = pa.schema(
+    [(c, pa.string()) for c in ("example_id", "text", "text_pair", "answers", "label_name")]
+    + [("label", pa.int32())]
+)
 RESULTS_FILE = "results.jsonl"
 
 
@@ -54,7 +65,8 @@ def endpoint_of(config: dict[str, Any]) -> Endpoint:
 
 
 def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa.Table:
-    """n source rows, seeded: questions for `context`, distinct contexts for `qa-from-context`."""
+    """n source rows, seeded: questions for `context`, distinct contexts for `qa-from-context`, answerable
+    questions for `extra-answers`."""
     import numpy as np
 
     rows = table.to_pylist()
@@ -64,6 +76,14 @@ def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa
             if row.get("text_pair"):
                 by_context.setdefault(row["text_pair"], row)
         rows = list(by_context.values())
+    elif pipeline.needs == "label":
+        rows = [r for r in rows if r.get("text") and r.get("label") is not None]
+    elif pipeline.needs == "answer":
+        rows = [
+            r
+            for r in rows
+            if r.get("text") and not r.get("is_impossible") and json.loads(r["answers"] or "[]")
+        ]
     else:
         rows = [r for r in rows if r.get("text")]
     if not rows:
@@ -71,14 +91,20 @@ def sample_sources(table: pa.Table, pipeline: Pipeline, n: int, seed: int) -> pa
     picked = np.random.default_rng(seed).permutation(len(rows))[: min(n, len(rows))]
     keep = [rows[int(i)] for i in sorted(picked)]
     return pa.Table.from_pylist(
-        [{"example_id": r["example_id"], "text": r["text"], "text_pair": r.get("text_pair")} for r in keep],
-        schema=pa.schema([("example_id", pa.string()), ("text", pa.string()), ("text_pair", pa.string())]),
+        [{c: r.get(c) for c in SOURCE_SCHEMA.names} for r in keep], schema=SOURCE_SCHEMA
     )
 
 
 def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
     parsed = GENERATE.parse(values)
     config = {**GENERATE.defaults(), **{k: v for k, v in parsed.items() if k != "kind"}}
+    if config["pipeline"] in OFFLINE_PIPELINES:
+        return create_offline_run(ws, config)
+    for key in ("base_url", "model"):
+        if not config.get(key):
+            raise BadInputError(
+                f"the {config['pipeline']} pipeline asks an LLM: give --{key.replace('_', '-')}"
+            )
     pipeline = PIPELINES[config["pipeline"]]
     endpoint = endpoint_of(config)
     endpoint.check()
@@ -87,16 +113,20 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
         table, meta = export_dataset(con, config["from"], what="source dataset")
         if dataset_exists(con, config["name"]):
             raise BadInputError(f"a dataset named '{config['name']}' already exists; choose another --name")
-    if meta["task"] != "qa":
+    if meta["task"] != pipeline.task:
         raise BadInputError(
-            f"the {pipeline.name} pipeline needs a QA dataset; '{config['from']}' is {meta['task']}"
+            f"the {pipeline.name} pipeline needs a {pipeline.task} dataset; '{config['from']}' is {meta['task']}"
         )
+    if pipeline.name == "augment-region":
+        check_label_run(ws, config, meta)
     sources = sample_sources(table, pipeline, int(config["n"]), int(config["seed"]))
     config.update(
         kind="generate",
         artifacts=list(GENERATE.artifacts),
         dataset=config["from"],
-        task="qa",
+        task=pipeline.task,
+        label_names=meta["label_names"],
+        is_pair=bool(meta["is_pair"]),
         source_version=meta.get("version"),
         endpoint_host=endpoint.host,
         prompt_id=pipeline.template.id,
@@ -106,7 +136,23 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
     return write_run(ws, f"gen-{config['name']}", config, {SOURCE_FILE: sources})
 
 
+def create_offline_run(ws: Workspace, config: dict[str, Any]) -> str:
+    with open_catalog(ws) as con:
+        if dataset_exists(con, config["name"]):
+            raise BadInputError(f"a dataset named '{config['name']}' already exists; choose another --name")
+    extra, inputs = prepare_offline(ws, config)
+    config.update(extra, kind="generate", artifacts=list(GENERATE.artifacts), dataset=config["from"])
+    return write_run(ws, f"gen-{config['name']}", config, inputs)
+
+
 def announce_generate(config: dict[str, Any]) -> str:
+    if config["pipeline"] == "blend":
+        return (
+            f"blend: {config['n']} examples, {config['ratio']:g} of them from {config['generated']}, "
+            f"the rest from {config['from']}"
+        )
+    if config["pipeline"] == "round-trip":
+        return f"round-trip: {config['n_sources']} pairs of {config['from']} checked by run {config['run']}"
     return (
         f"{config['pipeline']}: {config['n_sources']} source examples of {config['from']} -> "
         f"{config['model']} at {config['endpoint_host']}, concurrency {config['concurrency']}"
@@ -172,6 +218,8 @@ def entry_for(item: int, row: dict[str, Any], outcome: Outcome, records: list[Re
                 "accepted": r.accepted,
                 "reason": r.reason,
                 "verdicts": r.verdicts,
+                "label": r.label,
+                "label_name": r.label_name,
             }
             for r in records
         ],
@@ -300,7 +348,7 @@ def write_outputs(
     """The dataset files for sync (summary last): accepted examples, and every record with its provenance."""
     examples: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    is_qa = config["pipeline"] == "qa-from-context"
+    is_qa = config["pipeline"] in ("qa-from-context", "extra-answers")
     for item in sorted(entries):
         entry = entries[item]
         parent = entry["parent"]
@@ -353,31 +401,20 @@ def write_outputs(
                         "row_idx": len(examples),
                         "text": rec["text"],
                         "text_pair": rec["text_pair"],
-                        "label": None,
-                        "label_name": None,
-                        "answers": answers,
+                        "label": rec.get("label"),
+                        "label_name": rec.get("label_name"),
+                        "answers": answers if config["task"] == "qa" else None,
                         "is_impossible": False if is_qa else None,
                         "title": None,
                         "orig_id": None,
                     }
                 )
-    from storage.datasets import EXAMPLE_SCHEMA
-    from storage.generated import PROVENANCE_COLUMNS
-
-    examples_path, records_path, summary_path = generated_paths(run_dir)
-    write_parquet_atomic(pa.Table.from_pylist(examples, schema=EXAMPLE_SCHEMA), examples_path)
-    record_types = {
-        "prompt_version": pa.int32(),
-        "prompt_tokens": pa.int32(),
-        "completion_tokens": pa.int32(),
-    }
-    record_types.update(cached=pa.bool_(), accepted=pa.bool_())
-    schema = pa.schema([(c, record_types.get(c, pa.string())) for c in PROVENANCE_COLUMNS])
-    write_parquet_atomic(pa.Table.from_pylist(records, schema=schema), records_path)
     rejected = Counter(r["reason"] for r in records if not r["accepted"])
     summary = {
         "dataset": config["name"],
-        "task": "qa",
+        "task": config["task"],
+        "label_names": config.get("label_names") if config["task"] == "classification" else None,
+        "is_pair": bool(config.get("is_pair", True)),
         "version": "v1.1" if is_qa else None,
         "parent_dataset": config["from"],
         "pipeline": config["pipeline"],
@@ -385,13 +422,15 @@ def write_outputs(
         "rejected": dict(rejected),
         "sources": len(rows),
     }
-    write_json_atomic(summary_path, summary)
+    write_generated(run_dir, examples, records, summary)
     return summary
 
 
 def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     import pyarrow.parquet as pq
 
+    if config["pipeline"] in OFFLINE_PIPELINES:
+        return run_offline(run_dir, config, flag)
     rows = pq.read_table(run_dir / "inputs" / SOURCE_FILE).to_pylist()
     entries = read_results(run_dir)
     if entries:
@@ -405,6 +444,9 @@ def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     )
     if not finished:
         return "cancelled"
+    if config["pipeline"] == "augment-region":  # the trained run must still predict each rewrite's label
+        if not label_check(run_dir, config, entries, lambda: flag.requested):
+            return "cancelled"
     summary = write_outputs(run_dir, config, rows, entries)
     append_event(
         run_dir,
@@ -414,22 +456,40 @@ def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
     return "done"
 
 
+PIPELINE_NAMES = (*PIPELINES, *OFFLINE_PIPELINES)
+
 GENERATE = JobKind(
     name="generate",
     help="Generate synthetic examples with an LLM (any OpenAI-compatible endpoint) into a new dataset.",
     fields=(
-        Field("pipeline", str, "what to generate", choices=("context", "qa-from-context"), required=True),
-        Field("from", str, "the dataset to generate from", required=True),
+        Field("pipeline", str, "what to generate", choices=PIPELINE_NAMES, required=True),
+        Field("from", str, "the dataset to generate from (blend: the real one)", required=True),
         Field("name", str, "the new dataset's name", required=True),
+        Field("base_url", str, "the OpenAI-compatible endpoint (dynascope llm serve prints one)"),
+        Field("model", str, "the model name the endpoint serves"),
         Field(
-            "base_url", str, "the OpenAI-compatible endpoint (dynascope llm serve prints one)", required=True
+            "n", int, "source examples to sample (blend: the total)", default=20, minimum=1, maximum=1_000_000
         ),
-        Field("model", str, "the model name the endpoint serves", required=True),
-        Field("n", int, "source examples to sample", default=20, minimum=1, maximum=1_000_000),
         Field("concurrency", int, "requests in flight at once", default=4, minimum=1, maximum=256),
         Field("seed", int, "sampling of the sources and the LLM's seed", default=0, minimum=0),
         Field("words", int, "context: at most this many words", default=250, minimum=10, maximum=2000),
         Field("pairs", int, "qa-from-context: pairs asked per context", default=2, minimum=1, maximum=20),
+        Field("generated", str, "blend: the generated dataset mixed into --from"),
+        Field("ratio", float, "blend: the share of generated examples", default=0.5, minimum=0, maximum=1),
+        Field(
+            "run",
+            str,
+            "round-trip: the QA run that must recover each answer; augment-region: the run that must predict "
+            "each rewrite's label",
+        ),
+        Field(
+            "threshold",
+            float,
+            "round-trip: the least F1 of the run's answer to keep a pair",
+            default=0.5,
+            minimum=0,
+            maximum=1,
+        ),  # fmt: skip
         Field(
             "api_key_env",
             str,

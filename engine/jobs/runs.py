@@ -23,6 +23,8 @@ from storage.datasets import get_dataset
 from storage.workspace import Workspace
 
 EXPORT_COLUMNS = "example_id, text, text_pair, label, label_name, answers, is_impossible, orig_id"
+# every column of an example, for a job that copies examples into a new dataset (generate's blend)
+ALL_EXAMPLE_COLUMNS = EXPORT_COLUMNS + ", title"
 
 
 def new_run_id(dataset: str) -> str:
@@ -31,7 +33,11 @@ def new_run_id(dataset: str) -> str:
 
 
 def export_dataset(
-    con: duckdb.DuckDBPyConnection, name: str, limit: int | None = None, what: str = "dataset"
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    limit: int | None = None,
+    what: str = "dataset",
+    columns: str = EXPORT_COLUMNS,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """One dataset's examples (file order) and its description, read in the launcher's catalog session."""
     meta = get_dataset(con, name)
@@ -40,7 +46,7 @@ def export_dataset(
         raise BadInputError(
             f"no {what} named '{name}'; known: {', '.join(r[0] for r in known) or '(none yet: dynascope import)'}"
         )
-    sql = f"SELECT {EXPORT_COLUMNS} FROM examples WHERE dataset = ? ORDER BY row_idx"
+    sql = f"SELECT {columns} FROM examples WHERE dataset = ? ORDER BY row_idx"
     params: list[Any] = [name]
     if limit is not None:
         sql += " LIMIT ?"
