@@ -1,7 +1,14 @@
 """Issue 12's items, driven through Pilot on a workspace built by the real CLI (tests/real_run_fixtures.py): a real
 SST-2 slice imported with `dynascope import`, two tiny real MiniLM runs trained with `dynascope train` (seeds 1 and
-2). The values the app shows are checked against what the runs recorded (the catalog, the dynamics shards), not
-against numbers a fixture chose."""
+2). The values the app shows are checked against what the runs recorded (the catalog, the dynamics shards, the step
+log, `dynascope metrics --json`), not against numbers a fixture chose.
+
+Items of the issue: 1 and 6 (a real run training in the background: home, jobs newest first, one progress reading,
+cancel asks, R resumes, the map follows it) test_a_real_run_training_in_the_background; 2 and 5
+test_run_view_names_compare_overlay_and_case_study_export (5 also in the live test: an export while training);
+3 test_map_cells_colours_histograms_and_map_diff_of_two_real_runs; 4 test_examples_..., test_a_rejected_where_...,
+test_detail_...; 7 test_sql_console_over_the_real_runs; 8 test_every_screen_..._at_80x24,
+test_help_header_and_quit_...."""
 
 from __future__ import annotations
 
