@@ -24,6 +24,7 @@ import gzip
 import json
 import math
 import os
+import re
 import signal
 import statistics
 
@@ -289,7 +290,7 @@ async def test_the_app_shows_the_robustness_map_and_the_adversarial_trajectory(a
         for region, count in screen.counts.items():
             assert count == sum(m["robustness_region"] == region for m in metrics.values())
         text = screen_text(app)
-        assert "robustness map" in text and "sensitivity" in text
+        assert re.search(rf"robustness\s+\({N} examples\)", text) and "sensitivity" in text
 
         example_id = sorted(metrics)[0]
         app.open_detail("sst2", example_id, run_id)
