@@ -20,7 +20,7 @@ from storage.artifacts import append_event
 from tests.tui_helpers import make_app, screen_text, settle, wait_until
 from tui_app.screens.confirm import ConfirmModal
 from tui_app.screens.home import HomeScreen
-from tui_app.screens.jobs import JOB_COLUMNS, JobForm, JobsScreen
+from tui_app.screens.jobs import JOB_COLUMNS, FormSelect, JobForm, JobsScreen
 
 SIZE = (120, 36)
 
@@ -109,6 +109,25 @@ async def test_form_enter_moves_between_fields_and_escape_returns_where_the_user
         await pilot.press("enter", "enter")
         await settle(app, pilot)
         assert app.screen is form and {j["run_id"] for j in engine_jobs.list_jobs(tui_ws)} == runs
+        # a drop-down: Enter opens its list, Enter picks, and the next field takes the focus; Escape from the
+        # list keeps the focus on the drop-down
+        for select in form.query(FormSelect):
+            if select.id != "f-kind" and not select.disabled:
+                break
+        select.focus()
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert select.expanded
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert not select.expanded and app.focused is select and app.screen is form
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.screen is form and not select.expanded
+        assert app.focused is not None and app.focused.id != select.id  # moved on to another field
         await pilot.press("escape")
         await settle(app, pilot)
         assert app.screen is home  # not the jobs screen the form was opened through

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
+from textual.widgets._select import SelectOverlay  # the list of a Select: its pick message
 
 from engine.analysis.datasets import list_datasets
 from engine.analysis.progress import JobFollower, progress_label, progress_of
@@ -81,6 +82,21 @@ class FormContext:
     inherited: dict[str, dict[str, Any]] = field(default_factory=dict)  # run -> its settings (retrain)
 
 
+class FormSelect(Select[str]):
+    """A form's drop-down: once an option is picked (Enter in the list), the next field takes the focus, as
+    Enter does in a text field; Escape from the list leaves the focus here."""
+
+    @on(SelectOverlay.UpdateSelection)
+    def _move_on_after_pick(self, event: SelectOverlay.UpdateSelection) -> None:
+        # runs before Select's own handler (handlers go subclass first), which re-focuses the select and closes
+        # the list; move on once that is done
+        self.call_after_refresh(self._focus_next_field)
+
+    def _focus_next_field(self) -> None:
+        if self.screen.focused is self:
+            self.screen.focus_next()
+
+
 class JobForm(BaseModal[dict[str, Any]]):
     """The launch form of a job kind, derived from its registry entry (engine.jobs.registry): the fields, their
     defaults (by the dataset's task; for retrain, the source run's settings) and their validation are the CLI's.
@@ -141,7 +157,7 @@ class JobForm(BaseModal[dict[str, Any]]):
             yield Static("", id="form-preview")
             yield Horizontal(
                 Label("kind"),
-                Select(
+                FormSelect(
                     [(k, k) for k in KINDS],
                     value=self.kind_name,
                     allow_blank=False,
@@ -170,7 +186,7 @@ class JobForm(BaseModal[dict[str, Any]]):
             value = "yes" if value.lower() in ("yes", "true", "1") else "no"
         if options is None:
             return Input(value=value, id=f"f-{f.name}", placeholder=f.help[:60])
-        return Select(
+        return FormSelect(
             [(o, o) for o in options],
             value=value if value in options else Select.NULL,
             allow_blank=not f.required and f.type is not bool,
