@@ -286,12 +286,14 @@ class DataMapScreen(BaseScreen):
         return {lab: LABEL_COLOURS[i % len(LABEL_COLOURS)] for i, lab in enumerate(self.labels)}
 
     def title_text(self) -> str:
-        """The boundaries first, so they stay readable at 80 columns; then the run, its state and the view."""
+        """The boundaries first, so they stay readable at 80 columns; then a running run's state (before the run
+        id, which can be long enough to push it off a 120-column line), the run and the view."""
         run = self.run or {}
         origin = "fitted to the run" if self.bounds == self.fitted else "moved"
-        parts = [f"{self.bounds.describe(self.kind)} ({origin})", f"run {run.get('run_id', '?')}"]
-        if run.get("status") in ("created", "running"):
+        parts = [f"{self.bounds.describe(self.kind)} ({origin})"]
+        if run.get("status") in ("created", "starting", "running"):
             parts.append(f"training, epoch {run.get('epochs_done') or 0}/{run.get('n_epochs') or '?'}")
+        parts.append(f"run {run.get('run_id', '?')}")
         parts.append(f"{run.get('dataset') or '?'} · {self.kind}")
         if self.label is not None:
             parts.append(f"label {self.label} only")
