@@ -20,7 +20,8 @@ from tui_app.screens.base import BaseScreen
 from tui_app.widgets import fill_table
 
 DATASET_COLUMNS = ["name", "task", "examples", "source"]
-RUN_COLUMNS = ["run", "kind", "dataset", "status", "epochs", "key metric", "created"]
+# the most important first: at 80 columns the run, its status and its figure stay in view
+RUN_COLUMNS = ["run", "status", "key metric", "epochs", "kind", "dataset", "created"]
 JOB_COLUMNS = ["run", "kind", "status", "progress", "pid"]
 # a job that ended so while home watched it stays listed (and is notified): a background failure is never lost
 ENDED_BADLY = ("failed", "interrupted")
@@ -187,11 +188,11 @@ class HomeScreen(BaseScreen):
                     r["run_id"],
                     [
                         run_label(r),
+                        r["status"],
+                        r["key_metric"] if r.get("reason") is None else r["reason"],  # a broken run: why
+                        f"{r['epochs_done']}/{r['n_epochs'] or '?'}",
                         r["kind"],
                         r["dataset"] or "",
-                        r["status"],
-                        f"{r['epochs_done']}/{r['n_epochs'] or '?'}",
-                        r["key_metric"] if r.get("reason") is None else r["reason"],  # a broken run: why
                         r["created"] or "",
                     ],
                 )
