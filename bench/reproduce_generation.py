@@ -143,6 +143,7 @@ def write_sample(squad: dict[str, Any], path: Path) -> str:
 
 
 def dataset_name(path: Path, taken: set[str]) -> str:
+    """The file's name as a dataset name (the same on a rerun in a reused workspace), unlike every name taken."""
     stem = path.name.split(".")[0]
     name = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "eval"
     while name in taken:
@@ -220,11 +221,12 @@ def main() -> None:
             source = write_sample(sample, ws.parent / "addonesent-sample.json")
         run("import", "import", source, "--name", "addonesent")
     eval_sets = ["squad-dev", "addonesent"]
-    taken = have | {"squad-train", *eval_sets}
+    taken = {"squad-train", *eval_sets}
     for path in args.eval_file:
         name = dataset_name(path, taken)
         taken.add(name)
-        run("import", "import", str(path.resolve()), "--name", name)
+        if name not in have:
+            run("import", "import", str(path.resolve()), "--name", name)
         eval_sets.append(name)
     n_real = next(
         d["n_examples"] for d in run("datasets", "datasets", "--json") if d["name"] == "squad-train"
@@ -241,28 +243,25 @@ def main() -> None:
         *("--model", MODEL, "--json-mode", "json_object_schema", "--concurrency", str(args.concurrency)),
         *("--seed", str(args.seed)),
     )
-    suffix = f"s{args.seed}"
+    # the names carry the checker run's random tail: a reused --workspace gets a fresh chain (the LLM cache
+    # answers the repeated requests)
+    suffix = f"s{args.seed}-{runs['real only'].rsplit('-', 1)[-1]}"
+    ctx, qa, checked, blend = (f"{step}-{suffix}" for step in ("ctx", "qa", "qa-rt", "blend"))
+    t0 = time.monotonic()
     server, url = start_server(args.port, ws.parent / "llm-server.log")
+    run.timings.append(("llm serve (start)", time.monotonic() - t0))
     print(f"  LLM server at {url}", flush=True)
     generated: dict[str, dict[str, Any]] = {}
     try:
         t0 = time.monotonic()
         generated["context"] = run(
             "generate context",
-            *("generate", "--pipeline", "context", "--from", "squad-train", "--name", f"ctx-{suffix}"),
+            *("generate", "--pipeline", "context", "--from", "squad-train", "--name", ctx),
             *("--n", str(n_contexts), "--words", str(args.words), "--base-url", url, *llm, "--json"),
         )["generated"]
         generated["qa-from-context"] = run(
             "generate qa-from-context",
-            *(
-                "generate",
-                "--pipeline",
-                "qa-from-context",
-                "--from",
-                f"ctx-{suffix}",
-                "--name",
-                f"qa-{suffix}",
-            ),
+            *("generate", "--pipeline", "qa-from-context", "--from", ctx, "--name", qa),
             *("--n", str(generated["context"]["accepted"]), "--pairs", str(args.pairs)),
             *("--base-url", url, *llm, "--json"),
         )["generated"]
@@ -273,8 +272,8 @@ def main() -> None:
         sys.exit("qa-from-context kept no pair: nothing to check or blend (try more --contexts or --words)")
     generated["round-trip"] = run(
         "generate round-trip",
-        *("generate", "--pipeline", "round-trip", "--from", f"qa-{suffix}", "--run", runs["real only"]),
-        *("--threshold", str(args.threshold), "--name", f"qa-rt-{suffix}", "--json"),
+        *("generate", "--pipeline", "round-trip", "--from", qa, "--run", runs["real only"]),
+        *("--threshold", str(args.threshold), "--name", checked, "--json"),
     )["generated"]
     kept = generated["round-trip"]["accepted"]
     if not kept:
@@ -282,7 +281,7 @@ def main() -> None:
     total = min(n_real, 2 * kept)
     generated["blend"] = run(
         "generate blend",
-        *("generate", "--pipeline", "blend", "--from", "squad-train", "--generated", f"qa-rt-{suffix}"),
+        *("generate", "--pipeline", "blend", "--from", "squad-train", "--generated", checked),
         *(
             "--n",
             str(total),
@@ -291,7 +290,7 @@ def main() -> None:
             "--seed",
             str(args.seed),
             "--name",
-            f"blend-{suffix}",
+            blend,
             "--json",
         ),
     )["generated"]
@@ -300,7 +299,7 @@ def main() -> None:
         runs[f"real only ({total})"] = run(
             "train", "train", "squad-train", "--limit", str(total), *budget, "--json"
         )["run_id"]
-    runs["50/50 real + generated"] = run("train", "train", f"blend-{suffix}", *budget, "--json")["run_id"]
+    runs["50/50 real + generated"] = run("train", "train", blend, *budget, "--json")["run_id"]
 
     scores: dict[str, dict[str, Any]] = {}
     for label, run_id in runs.items():
@@ -313,23 +312,28 @@ def main() -> None:
     for step, summary in generated.items():
         rejected = ", ".join(f"{k} {v}" for k, v in (summary.get("rejected") or {}).items()) or "none"
         print(
-            f"  {step:<17}{summary.get('accepted', 0):>6} kept of {summary.get('sources', '?')} sources; "
-            f"rejected: {rejected}"
+            f"  {step:<17}{summary.get('accepted', 0):>6} accepted from {summary.get('sources', '?')} source "
+            f"examples; rejected: {rejected}"
         )
     print(f"  LLM wall time (context + qa-from-context): {llm_seconds:.1f} s")
 
-    print("\nEM / F1 (AddOneSent: average over its questions, and worst case per original question):")
-    head = "".join(f"{s[:18] + ' EM':>22}{'F1':>7}" for s in eval_sets) + f"{'worst EM':>10}{'worst F1':>9}"
-    print(f"{'':<28}{'train size':>11}{head}")
     sizes = {"real only": n_real, "50/50 real + generated": total, f"real only ({total})": total}
-    for label in runs:
-        row = ""
-        for name in eval_sets:
-            m = scores[label].get(name, {})
-            row += f"{cell(m.get('exact')):>22}{cell(m.get('f1')):>7}"
-        m = scores[label].get("addonesent", {})
-        row += f"{cell(m.get('worst_exact')):>10}{cell(m.get('worst_f1')):>9}"
-        print(f"{label:<28}{sizes.get(label, '?'):>11}{row}")
+    print("\nEM / F1 (AddOneSent: average over its questions, and worst case per original question):")
+    print(f"{'':<26}" + "".join(f"{label[:22]:>24}" for label in runs))
+    print(f"{'training questions':<26}" + "".join(f"{sizes.get(label, '?'):>24}" for label in runs))
+    print(f"{'':<26}" + f"{'EM':>14}{'F1':>10}" * len(runs))
+    rows = [
+        (f"{name} ({scores[next(iter(runs))].get(name, {}).get('total', '?')})", name, "")
+        for name in eval_sets
+    ]
+    rows.insert(2, ("addonesent worst case", "addonesent", "worst_"))
+    for title, name, prefix in rows:
+        cells = "".join(
+            f"{cell(scores[label].get(name, {}).get(prefix + 'exact')):>14}"
+            f"{cell(scores[label].get(name, {}).get(prefix + 'f1')):>10}"
+            for label in runs
+        )
+        print(f"{title[:25]:<26}{cells}")
     print("\nruns:")
     for label, run_id in runs.items():
         print(f"  {label:<28}{run_id}")
