@@ -35,9 +35,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -45,45 +43,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("DYNASCOPE_DATA_DIR", REPO.parent / "shared" / "data"))
+from reproduce_common import DATA, ENV, REPO, Runner, dynascope
+
 TRAIN_FILE = DATA / "squad_v1.0_train" / "train-v1.0-explorer-reconstructed.json.gz"
 DEV_FILE = DATA / "squad_v1.1" / "dev-v1.1.json.gz"
 ADDONESENT_FILE = DATA / "adversarial_squad" / "sample1k-HCVerifySample.json.gz"
 MODEL = "smollm2"  # the name `dynascope llm serve` answers to
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def dynascope() -> list[str]:
-    """The installed console script beside this interpreter (what a user runs), else `python -m tui_app`."""
-    script = Path(sys.executable).parent / "dynascope"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui_app"]
-
-
-class Runner:
-    """Runs CLI commands in one workspace, echoing each and keeping its wall time."""
-
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
-        self.timings: list[tuple[str, float]] = []
-
-    def __call__(self, label: str, *args: str) -> Any:
-        shown = "dynascope " + " ".join(shlex.quote(a) for a in args)
-        print(f"$ {shown}", flush=True)
-        t0 = time.monotonic()
-        proc = subprocess.run(
-            [*dynascope(), "--workspace", str(self.workspace), *args],
-            capture_output=True,
-            text=True,
-            env=ENV,
-            cwd=REPO,
-        )
-        seconds = time.monotonic() - t0
-        self.timings.append((label, seconds))
-        if proc.returncode != 0:
-            sys.exit(f"failed (exit {proc.returncode}) after {seconds:.1f} s: {shown}\n{proc.stderr[-4000:]}")
-        print(f"  {seconds:.1f} s", flush=True)
-        return json.loads(proc.stdout) if "--json" in args else {}
 
 
 def start_server(port: int | None, log: Path) -> tuple[subprocess.Popen[str], str]:
@@ -338,12 +303,7 @@ def main() -> None:
     print("\nruns:")
     for label, run_id in runs.items():
         print(f"  {label:<28}{run_id}")
-    print(f"\ntimings (wall, one torch thread per process; total {elapsed / 60:.1f} min):")
-    steps: dict[str, list[float]] = {}
-    for label, seconds in run.timings:
-        steps.setdefault(label, []).append(seconds)
-    for label, secs in steps.items():
-        print(f"  {label:<26}{len(secs):>3} x  mean {sum(secs) / len(secs):7.1f} s  total {sum(secs):7.1f} s")
+    run.print_timings(elapsed, 26)
 
 
 if __name__ == "__main__":

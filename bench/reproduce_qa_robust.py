@@ -28,51 +28,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("DYNASCOPE_DATA_DIR", REPO.parent / "shared" / "data"))
+from reproduce_common import DATA, Runner
+
 ATTACKS = ("negation", "entity-rename")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def dynascope() -> list[str]:
-    """The installed console script beside this interpreter (what a user runs), else `python -m tui_app`."""
-    script = Path(sys.executable).parent / "dynascope"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui_app"]
-
-
-class Runner:
-    """Runs CLI commands in one workspace, echoing each and keeping its wall time."""
-
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
-        self.timings: list[tuple[str, float]] = []
-
-    def __call__(self, label: str, *args: str) -> Any:
-        shown = "dynascope " + " ".join(shlex.quote(a) for a in args)
-        print(f"$ {shown}", flush=True)
-        t0 = time.monotonic()
-        proc = subprocess.run(
-            [*dynascope(), "--workspace", str(self.workspace), *args],
-            capture_output=True,
-            text=True,
-            env=ENV,
-            cwd=REPO,
-        )
-        seconds = time.monotonic() - t0
-        self.timings.append((label, seconds))
-        if proc.returncode != 0:
-            sys.exit(f"failed (exit {proc.returncode}) after {seconds:.1f} s: {shown}\n{proc.stderr[-4000:]}")
-        print(f"  {seconds:.1f} s", flush=True)
-        return json.loads(proc.stdout) if "--json" in args else {}
 
 
 def cell(value: float | None) -> str:
@@ -206,12 +169,7 @@ def main() -> None:
     print("\nruns:")
     for label, run_id in runs.items():
         print(f"  {label:<32}{run_id}")
-    print(f"\ntimings (wall, one torch thread per process; total {total / 60:.1f} min):")
-    steps: dict[str, list[float]] = {}
-    for label, seconds in run.timings:
-        steps.setdefault(label, []).append(seconds)
-    for label, secs in steps.items():
-        print(f"  {label:<22}{len(secs):>3} x  mean {sum(secs) / len(secs):7.1f} s  total {sum(secs):7.1f} s")
+    run.print_timings(total, 22)
 
 
 if __name__ == "__main__":

@@ -32,20 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("DYNASCOPE_DATA_DIR", REPO.parent / "shared" / "data"))
+from reproduce_common import DATA, Runner
+
 METHODS = ("pgd", "word-swap", "char-swap")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # the paper's SST-2 rows, Clean% and TextFooler Aua% (BERT-base, all of SST-2; Tables 1 and 2, whose
 # flooding row floods the 50% most robust); None where it has no such row
 PAPER = {
@@ -56,33 +51,6 @@ PAPER = {
     "50% random": None,
     "100% + flooding": (91.9, 46.0),
 }
-
-
-def dynascope() -> list[str]:
-    """The installed console script beside this interpreter (what a user runs), else `python -m tui_app`."""
-    script = Path(sys.executable).parent / "dynascope"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui_app"]
-
-
-class Runner:
-    """Runs CLI commands in one workspace, echoing each and keeping its wall time."""
-
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
-        self.timings: list[tuple[str, float]] = []
-
-    def __call__(self, label: str, *args: str) -> Any:
-        cmd = [*dynascope(), "--workspace", str(self.workspace), *args]
-        shown = "dynascope " + " ".join(shlex.quote(a) for a in args)
-        print(f"$ {shown}", flush=True)
-        t0 = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO)
-        seconds = time.monotonic() - t0
-        self.timings.append((label, seconds))
-        if proc.returncode != 0:
-            sys.exit(f"failed (exit {proc.returncode}) after {seconds:.1f} s: {shown}\n{proc.stderr[-4000:]}")
-        print(f"  {seconds:.1f} s", flush=True)
-        return json.loads(proc.stdout) if "--json" in args else {}
 
 
 def epoch_costs(workspace: Path, run_id: str) -> tuple[float, float, int]:
@@ -221,19 +189,14 @@ def main() -> None:
     for label, run_id in runs.items():
         print(f"  {label:<38}{run_id}")
 
-    print(f"\ntimings (wall, one torch thread per process; total {total / 60:.1f} min):")
-    steps: dict[str, list[float]] = {}
-    for label, seconds in run.timings:
-        steps.setdefault(label, []).append(seconds)
-    for label, secs in steps.items():
-        print(f"  {label:<18}{len(secs):>3} x  mean {sum(secs) / len(secs):7.1f} s  total {sum(secs):7.1f} s")
+    run.print_timings(total, 18)
     train_s, adv_s, n = epoch_costs(ws, base)
     print(
         f"  base run: training {1000 * train_s / n:.1f} ms per example-epoch, adversarial pass "
         f"(K {args.adv_steps}) {1000 * adv_s / n:.1f} ms per example-epoch ({adv_s / train_s:.1f}x training)"
     )
     for method in METHODS:
-        secs = steps[f"attack {method}"]
+        secs = run.steps()[f"attack {method}"]
         q = sum(attacks[lb, method]["avg_queries"] or 0 for lb in runs) / len(runs)
         print(
             f"  attack {method:<10} {sum(secs) / len(secs) / args.attack_limit:.3f} s per dev sentence "
