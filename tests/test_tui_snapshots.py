@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import DATA_DIR
 from tests.tui_helpers import check_snapshot, make_app, normalise, screen_text, settle
+from tui_app.screens.mapdiff import MapDiffScreen
 
 pytest_plugins = ["tests.tui_fixtures"]  # the tui_ws fixture
 
@@ -49,6 +50,15 @@ async def test_snapshots_main_screens(tui_ws, size):  # noqa: ANN001
         app.go_home()
         app.open_run_view(["sst2-run", "sst2-run-b"])
         shots["runview-compare"] = await capture(app, pilot)
+        app.go_home()
+        app.push_screen(MapDiffScreen("sst2-run", "sst2-run-b"))
+        shots["mapdiff"] = await capture(app, pilot)
+        app.go_home()
+        app.open_attacks("sst2-run")
+        shots["attacks"] = await capture(app, pilot)
+        app.go_home()
+        app.open_error_analysis("squad-run")
+        shots["error-analysis"] = await capture(app, pilot)
         app.go_home()
         app.open_jobs("sst2-run")
         shots["jobs"] = await capture(app, pilot)
