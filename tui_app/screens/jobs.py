@@ -18,7 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 from textual.widgets._select import SelectOverlay  # the list of a Select: its pick message
 
 from engine.analysis.datasets import list_datasets
-from engine.analysis.progress import JobFollower, progress_label, progress_of
+from engine.analysis.progress import GenerationFigures, JobFollower, progress_label, progress_of
 from engine.analysis.runs import run_label, runs_overview
 from engine.errors import BadInputError
 from engine.jobs import ACTIVE_STATES, list_jobs
@@ -43,6 +43,7 @@ class JobsPolled(Message):
     run_id: str | None
     state: RunState | None
     new_logs: list[str] = field(default_factory=list)
+    generation: GenerationFigures | None = None  # a generate job's figures
 
 
 @dataclass
@@ -61,6 +62,30 @@ class JobCancelled(Message):
 class JobResumed(Message):
     run_id: str
     pid: int
+
+
+def reasons_text(counts: dict[str, int]) -> str:
+    """`2 (too-long 1, no-pairs 1)`: the total, then each reason by count, most frequent first."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"{total} (" + ", ".join(f"{reason} {n}" for reason, n in ranked) + ")"
+
+
+def generation_lines(fig: GenerationFigures) -> list[str]:
+    """A generate job's panel in two lines (each cut to the screen's width by the caller): items handled,
+    accepted and rejected with reasons; failed requests with reasons, requests, cache hits and tokens."""
+    total = "?" if fig.total is None else str(fig.total)
+    first = f"items {fig.done}/{total} · accepted {fig.accepted} · rejected {reasons_text(fig.rejected)}"
+    second = [f"failed {reasons_text(fig.failed)}"]
+    if fig.requests is not None:
+        second.append(f"requests {fig.requests}")
+    if fig.cache_hits is not None:
+        second.append(f"cache hits {fig.cache_hits}")
+    if fig.tokens is not None:
+        second.append(f"tokens {fig.prompt_tokens or 0}+{fig.completion_tokens or 0}")
+    return [first, " · ".join(second)]
 
 
 def fmt_eta(seconds: Any) -> str:
@@ -137,7 +162,27 @@ class JobForm(BaseModal[dict[str, Any]]):
         return KINDS[self.kind_name]
 
     def form_fields(self) -> list[Field]:
-        return [f for f in self.kind.fields if f.form]
+        """The kind's form fields shown for the choices made (a field with `when` only for its values)."""
+        return [f for f in self.kind.fields if f.form and self.shown(f)]
+
+    def shown(self, f: Field) -> bool:
+        if f.when is None:
+            return True
+        name, values = f.when
+        return self.choice(name) in values
+
+    def choice(self, name: str) -> str:
+        """The value of a drop-down that lays out other fields: typed, else its default, else its first option
+        (what a drop-down without a blank shows)."""
+        value = self.typed.get(name) or text_of(self.kind.defaults().get(name))
+        if value:
+            return value
+        choices = self.kind.field(name).choices
+        return choices[0] if choices else ""
+
+    def controllers(self) -> set[str]:
+        """The fields whose value decides which other fields the form shows."""
+        return {f.when[0] for f in self.kind.fields if f.when is not None}
 
     def defaults(self) -> dict[str, Any]:
         """The kind's defaults for the chosen dataset's task; for retrain, the chosen source run's settings."""
@@ -166,8 +211,11 @@ class JobForm(BaseModal[dict[str, Any]]):
                 ),
                 classes="row",
             )
+            controllers = self.controllers()
             for f in self.form_fields():
                 value = self.typed.get(f.name, text_of(defaults.get(f.name)))
+                if f.name in controllers:  # what it shows is what laid the form out
+                    value = self.choice(f.name)
                 yield Horizontal(Label(f.label), self.widget_for(f, value), classes="row")
             with Horizontal(id="form-buttons"):
                 yield Button("Launch", variant="primary", id="launch")
@@ -175,9 +223,9 @@ class JobForm(BaseModal[dict[str, Any]]):
 
     def widget_for(self, f: Field, value: str) -> Input | Select[str]:
         options: list[str] | None = None
-        if f.name == "dataset":
+        if f.name == "dataset" or f.picks == "dataset":
             options = list(self.context.datasets)
-        elif f.name == "run" and f.argument:
+        elif (f.name == "run" and f.argument) or f.picks == "run":
             options = list(self.context.runs)
         elif f.choices:
             options = list(f.choices)
@@ -264,15 +312,25 @@ class JobForm(BaseModal[dict[str, Any]]):
             self.remember()
             self.kind_name = str(event.value)
             self.relayout(name)
-        elif name in ("dataset", "run") and self.typed.get(name) != self.value(name):
+        elif (
+            name in self.controllers() and event.value is not Select.NULL and self.choice(name) != event.value
+        ):
+            self.remember()  # what was typed stays: only which fields show changes
+            self.relayout(name, keep=True)
+        elif (
+            name in ("dataset", "run")
+            and self.kind.field(name).argument
+            and self.typed.get(name) != self.value(name)
+        ):
             self.remember()
             self.relayout(name)
 
-    def relayout(self, changed: str) -> None:
+    def relayout(self, changed: str, keep: bool = False) -> None:
         """Lay the form out again for a new kind, dataset or source run: the settings follow the new defaults
-        (QA's longer max length, the new source run's), the choices made so far stay."""
+        (QA's longer max length, the new source run's), the choices made so far stay. `keep`: a choice that
+        only shows other fields (a generate pipeline) keeps every value."""
         for f in self.form_fields():
-            if f.name not in ("dataset", "run", "region", "kind") and f.name in self.typed:
+            if not keep and f.name not in ("dataset", "run", "region", "kind") and f.name in self.typed:
                 del self.typed[f.name]
         self.refresh(recompose=True)
         # the focused widget was replaced: focus its successor, so keys keep reaching the form
@@ -383,8 +441,9 @@ class JobsScreen(BaseScreen):
         jobs = list_jobs(self.ws)  # newest first
         if run_id is None and jobs:
             run_id = jobs[0]["run_id"]
-        state, new_logs = None, []
-        broken = any(j["run_id"] == run_id and j.get("status") == BROKEN for j in jobs)
+        state, new_logs, generation = None, [], None
+        job = next((j for j in jobs if j["run_id"] == run_id), None)
+        broken = job is not None and job.get("status") == BROKEN
         if run_id is not None and not broken:  # a broken run's log may be what cannot be read
             follower = self.followers.setdefault(run_id, JobFollower(self.ws.run_dir(run_id)))
             state = follower.state
@@ -400,7 +459,9 @@ class JobsScreen(BaseScreen):
                     )
                     # events count epochs from 0; shown from 1, as the CLI prints "epoch 1 done"
                     new_logs.append(f"epoch {int(event.get('epoch') or 0) + 1} done: {metrics}")
-        self.post_message(JobsPolled(jobs, run_id, state, new_logs[-200:]))
+            if job is not None and job.get("kind") == "generate":
+                generation = follower.generation()
+        self.post_message(JobsPolled(jobs, run_id, state, new_logs[-200:], generation))
 
     def on_jobs_polled(self, message: JobsPolled) -> None:
         self.jobs = message.jobs
@@ -469,13 +530,21 @@ class JobsScreen(BaseScreen):
         )
         self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=progress.fraction)
         parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in state.metrics.items()]
+        if message.generation is not None:  # the generation panel replaces the metrics (its usage is in it)
+            parts = []
         if prog.get("loss") is not None and state.status == "running":
             parts.insert(0, f"step loss {float(prog['loss']):.4f}")
         if state.message and state.status in ("failed", "cancelled"):
             parts.append(f"message: {state.message}")
         if status in RESUMABLE:
             parts.append("R resumes it")
-        self.query_one("#job-metrics", Static).update("  ".join(parts) or "no metrics yet")
+        metrics = self.query_one("#job-metrics", Static)
+        if message.generation is not None:
+            # one line each, cut with an ellipsis at the screen's width: at 80 columns the panel stays 2-3 lines
+            lines = generation_lines(message.generation) + (["  ".join(parts)] if parts else [])
+            metrics.update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
+        else:
+            metrics.update("  ".join(parts) or "no metrics yet")
         if message.new_logs:
             log.write_lines(message.new_logs)
 
