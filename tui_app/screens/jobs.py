@@ -135,13 +135,12 @@ class JobForm(BaseModal[dict[str, Any]]):
     JobForm { align: center middle; }
     JobForm > VerticalScroll { width: 78; max-width: 100%; height: auto; max-height: 100%; border: round $accent;
                                background: $surface; padding: 0 1; }
-    JobForm .row { height: 3; }
-    JobForm .row Label { width: 16; padding: 1 1 0 0; }
+    JobForm .row { height: 1; }
+    JobForm .row Label { width: 16; padding: 0 1 0 0; }
     JobForm .row Input, JobForm .row Select { width: 1fr; }
-    JobForm .row Select { margin-top: 1; }
     JobForm #form-note { height: auto; color: $warning; }
     JobForm #form-preview { height: auto; color: $text-muted; }
-    JobForm #form-buttons { height: 3; align-horizontal: right; }
+    JobForm #form-buttons { height: 3; margin-top: 1; align-horizontal: right; }
     """
 
     def __init__(self, context: FormContext, preset: dict[str, Any] | None = None) -> None:
@@ -198,8 +197,8 @@ class JobForm(BaseModal[dict[str, Any]]):
         with VerticalScroll():
             yield Static(f"[b]New {self.kind_name} job[/b]  (ctrl+s launch, escape cancel)")
             yield Static(self.kind.help, id="form-help")
-            yield Static(self.note, id="form-note")
-            yield Static("", id="form-preview")
+            yield shown_if_set(Static(self.note, id="form-note"), self.note)
+            yield shown_if_set(Static("", id="form-preview"), "")
             yield Horizontal(
                 Label("kind"),
                 FormSelect(
@@ -233,7 +232,8 @@ class JobForm(BaseModal[dict[str, Any]]):
             options = ["no", "yes"]
             value = "yes" if value.lower() in ("yes", "true", "1") else "no"
         if options is None:
-            return Input(value=value, id=f"f-{f.name}", placeholder=f.help[:60])
+            # one line a field (compact, as the drop-downs): a kind's whole form fits at 80x24 or nearly
+            return Input(value=value, id=f"f-{f.name}", placeholder=f.help[:60], compact=True)
         return FormSelect(
             [(o, o) for o in options],
             value=value if value in options else Select.NULL,
@@ -255,7 +255,7 @@ class JobForm(BaseModal[dict[str, Any]]):
     def schedule_preview(self) -> None:
         """Preview the values on the form a moment after the last change (typing does not query per key)."""
         if self.kind.preview is None:
-            self.query_one("#form-preview", Static).update("")
+            shown_if_set(self.query_one("#form-preview", Static), "")
             return
         if self._preview_timer is not None:
             self._preview_timer.stop()
@@ -263,7 +263,7 @@ class JobForm(BaseModal[dict[str, Any]]):
 
     def start_preview(self) -> None:
         if self.kind.preview is None:  # the kind changed since the preview was scheduled
-            self.query_one("#form-preview", Static).update("")
+            shown_if_set(self.query_one("#form-preview", Static), "")
             return
         try:
             raw = {f.name: self.value(f.name) for f in self.form_fields()}
@@ -284,7 +284,7 @@ class JobForm(BaseModal[dict[str, Any]]):
 
     def show_preview(self, kind_name: str, text: str) -> None:
         if kind_name == self.kind_name and self.is_attached:
-            self.query_one("#form-preview", Static).update(text)
+            shown_if_set(self.query_one("#form-preview", Static), text)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.schedule_preview()
@@ -359,6 +359,13 @@ class JobForm(BaseModal[dict[str, Any]]):
         """The form's values, checked by the kind's own fields (the CLI's messages)."""
         raw = {f.name: self.value(f.name) for f in self.form_fields()}
         return {"kind": self.kind_name, **self.kind.parse(raw)}
+
+
+def shown_if_set(widget: Static, text: str) -> Static:
+    """A line of the form that takes no room while it has nothing to say."""
+    widget.update(text)
+    widget.display = bool(text)
+    return widget
 
 
 def text_of(value: Any) -> str:
