@@ -57,7 +57,7 @@ def panel(screen: JobsScreen) -> dict:
     lines = str(screen.query_one("#job-metrics").render()).splitlines()
     first = re.fullmatch(r"items (\d+)/(\d+) · accepted (\d+) · rejected (.*)", lines[0].strip())
     second = re.fullmatch(
-        r"failed (.*) · requests (\d+) · cache hits (\d+) · tokens (\d+)\+(\d+)", lines[1].strip()
+        r"failed (.*) · requests (\d+) · cache hits (\d+) · tokens (\d+) in, (\d+) out", lines[1].strip()
     )
     assert first and second, lines
     return {

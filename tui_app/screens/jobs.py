@@ -84,7 +84,7 @@ def generation_lines(fig: GenerationFigures) -> list[str]:
     if fig.cache_hits is not None:
         second.append(f"cache hits {fig.cache_hits}")
     if fig.tokens is not None:
-        second.append(f"tokens {fig.prompt_tokens or 0}+{fig.completion_tokens or 0}")
+        second.append(f"tokens {fig.prompt_tokens or 0} in, {fig.completion_tokens or 0} out")
     return [first, " · ".join(second)]
 
 
@@ -394,6 +394,7 @@ class JobsScreen(BaseScreen):
     JobsScreen #job-title { height: 1; padding: 0 1; text-style: bold; }
     JobsScreen #job-progress { height: 1; padding: 0 1; }
     JobsScreen #job-metrics { height: auto; max-height: 3; padding: 0 1; }
+    JobsScreen #job-metrics.generation { text-wrap: nowrap; text-overflow: ellipsis; }
     JobsScreen #job-log { height: 1fr; }
     """
 
@@ -546,10 +547,11 @@ class JobsScreen(BaseScreen):
         if status in RESUMABLE:
             parts.append("R resumes it")
         metrics = self.query_one("#job-metrics", Static)
+        # the generation panel: one line each, cut with an ellipsis at the screen's width (2-3 lines at 80x24)
+        metrics.set_class(message.generation is not None, "generation")
         if message.generation is not None:
-            # one line each, cut with an ellipsis at the screen's width: at 80 columns the panel stays 2-3 lines
             lines = generation_lines(message.generation) + (["  ".join(parts)] if parts else [])
-            metrics.update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
+            metrics.update(Text("\n".join(lines)))  # Text: a reason is shown as written, never as markup
         else:
             metrics.update("  ".join(parts) or "no metrics yet")
         if message.new_logs:
