@@ -2,9 +2,10 @@
 
 A job writes `events.jsonl` (storage.artifacts); `JobFollower` tails it and folds each new event into a
 `RunState`; `progress_of` turns a state (or a job listed by `engine.jobs.list_jobs`, which carries the same
-fields) into the figures every view shows: overall fraction, step within the epoch, ETA, speed, loss. The CLI's
-progress bar (`dynascope train`), the app's jobs screen and the home screen's job list draw these; how each draws
-them is its own business.
+fields) into the figures every view shows: overall fraction, step within the epoch, ETA, speed, loss; and, for a
+generate job, `JobFollower.generation()` its `GenerationFigures` (items, accepted, rejected and failed by reason,
+requests, cache hits, tokens). The CLI's progress bar (`dynascope train`), the app's jobs screen and the home
+screen's job list draw these; how each draws them is its own business.
 """
 
 from __future__ import annotations
@@ -133,11 +134,10 @@ def _count(value: Any) -> int | None:
 @dataclass(frozen=True)
 class GenerationFigures:
     """What a generate job has done: source items handled of all (`done` / `total`: answered, or failed for good
-    after the client's retries), examples accepted, rejected
-    by reason, requests that failed for good by reason, and the client's usage (network requests, cache hits,
-    tokens; None for a pipeline that asks no LLM: blend, round-trip). `final`: the counts are the written
-    dataset's (generated/summary.json), which also count a check after generation (augment-region's label
-    check)."""
+    after the client's retries), examples accepted, rejected by reason, requests that failed for good by reason,
+    and the client's usage (network requests, cache hits, tokens; None for a pipeline that asks no LLM: blend,
+    round-trip). `final`: the counts are the written dataset's (generated/summary.json), which also count a check
+    after generation (augment-region's label check)."""
 
     done: int
     total: int | None
