@@ -111,6 +111,22 @@ async def type_into(pilot, form: JobForm, name: str, text: str) -> None:  # noqa
     await pilot.press("home", "ctrl+k", *text)  # home, delete to the end of the line; every character a key
 
 
+async def pick(app, pilot, name: str, option: str) -> None:  # noqa: ANN001
+    """Choose an option of a form's drop-down by keys: open its list, move to the option, Enter."""
+    form = app.screen
+    select = form.query_one(f"#f-{name}")
+    # the options, in order, as the registry lists them
+    options = list(KINDS) if name == "kind" else list(form.kind.field(name).choices)
+    select.focus()
+    await pilot.press("enter")
+    await settle(app, pilot)
+    # the list opens on the current option
+    steps = options.index(option) - options.index(str(select.value))
+    await pilot.press(*(["down"] * steps if steps >= 0 else ["up"] * -steps), "enter")
+    await settle(app, pilot)
+    assert app.screen.value(name) == option
+
+
 async def launch_from_form(app, pilot, base_url: str, name: str) -> str:  # noqa: ANN001
     jobs = app.screen
     assert isinstance(jobs, JobsScreen)
@@ -119,12 +135,7 @@ async def launch_from_form(app, pilot, base_url: str, name: str) -> str:  # noqa
     await settle(app, pilot)
     form = app.screen
     assert isinstance(form, JobForm) and form.kind_name == "train"
-    # the kind, by keys: its drop-down's list, down to `generate`, Enter
-    form.query_one("#f-kind").focus()
-    await pilot.press("enter")
-    await settle(app, pilot)
-    await pilot.press(*["down"] * list(KINDS).index("generate"), "enter")
-    await settle(app, pilot)
+    await pick(app, pilot, "kind", "generate")  # by keys: the drop-down's list, down to `generate`, Enter
     form = app.screen
     assert isinstance(form, JobForm) and form.kind_name == "generate", form
     # the `context` pipeline (the first) shows its fields and none of the other pipelines'
@@ -133,6 +144,15 @@ async def launch_from_form(app, pilot, base_url: str, name: str) -> str:  # noqa
     assert not shown & {"pairs", "generated", "ratio", "run", "threshold"}
     assert form.value("pipeline") == "context" and form.value("from") == SOURCE
     await type_into(pilot, form, "name", name)
+    # another pipeline lays out its own fields, keeping what was typed; back to `context` by keys as well
+    await pick(app, pilot, "pipeline", "blend")
+    form = app.screen
+    shown = {f.name for f in form.form_fields()}
+    assert {"generated", "ratio", "n", "seed"} <= shown and not shown & {"base_url", "model", "words"}, shown
+    assert form.value("name") == name and app.focused is form.query_one("#f-pipeline")
+    await pick(app, pilot, "pipeline", "context")
+    form = app.screen
+    assert form.value("name") == name and "words" in {f.name for f in form.form_fields()}
     await type_into(pilot, form, "base_url", base_url)
     await type_into(pilot, form, "model", "smollm2")
     await type_into(pilot, form, "n", "2")
