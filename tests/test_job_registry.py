@@ -171,3 +171,21 @@ def test_sync_folds_in_only_what_the_job_kind_declares(tui_ws):  # noqa: ANN001
         )
     assert counts == {"declares-eval": 0, "declares-dynamics": 50}
     assert all(set(k.artifacts) <= {"dynamics", "eval", "attack", "generated"} for k in KINDS.values())
+
+
+def test_form_conditions_name_a_choice_field_of_their_kind() -> None:
+    """A field shown only for some values of another (`Field.when`) names a drop-down of the same kind and values it
+    offers: a typo would hide the field from the form for good."""
+    from engine.jobs.registry import KINDS
+
+    conditional = 0
+    for kind in KINDS.values():
+        for f in kind.fields:
+            if f.when is None:
+                continue
+            conditional += 1
+            name, values = f.when
+            controller = kind.field(name)
+            assert controller.choices and controller.form, (kind.name, f.name)
+            assert values and set(values) <= set(controller.choices), (kind.name, f.name, values)
+    assert conditional  # the generate kind's pipeline-specific fields at least

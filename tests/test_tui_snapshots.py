@@ -70,3 +70,19 @@ async def test_snapshots_main_screens(tui_ws, size):  # noqa: ANN001
         assert not app.errors
     for name, text in shots.items():
         check_snapshot(f"{name}-{tag}", text)
+
+
+async def test_snapshot_generate_job_panel(ws):  # noqa: ANN001
+    """The jobs screen on a finished generate job at 80x24: the generation panel in place of the metrics."""
+    from tests.generate_fixture import ENTRIES, write_generate_run
+
+    write_generate_run(ws, "gen-ctx-demo", ENTRIES, done=True)
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_jobs("gen-ctx-demo")
+        await pilot.pause(0.2)
+        text = await capture(app, pilot)
+        assert "items 3/3 · accepted 1 · rejected 1 (too-long 1)" in text
+        assert not app.errors
+    check_snapshot("jobs-generate-80x24", text)

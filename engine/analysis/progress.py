@@ -2,9 +2,10 @@
 
 A job writes `events.jsonl` (storage.artifacts); `JobFollower` tails it and folds each new event into a
 `RunState`; `progress_of` turns a state (or a job listed by `engine.jobs.list_jobs`, which carries the same
-fields) into the figures every view shows: overall fraction, step within the epoch, ETA, speed, loss. The CLI's
-progress bar (`dynascope train`), the app's jobs screen and the home screen's job list draw these; how each draws
-them is its own business.
+fields) into the figures every view shows: overall fraction, step within the epoch, ETA, speed, loss; and, for a
+generate job, `JobFollower.generation()` its `GenerationFigures` (items, accepted, rejected and failed by reason,
+requests, cache hits, tokens). The CLI's progress bar (`dynascope train`), the app's jobs screen and the home
+screen's job list draw these; how each draws them is its own business.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage.artifacts import EventTail, RunState
+from storage.artifacts import BrokenRunError, EventTail, RunState
+from storage.generated import read_generated_summary
 from storage.workspace import Workspace
+
+# A generated dataset's summary counts a request that failed for good as a rejected record `request:<reason>`.
+REQUEST_FAILED = "request:"
 
 
 class JobFollower:
@@ -22,17 +27,33 @@ class JobFollower:
     only) and folds them into `state`, so a view never re-reads the whole file."""
 
     def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
         self.tail = EventTail(run_dir)
         self.state = RunState()
+        # a generate job's counts: the `generation` of its last progress event (RunState keeps flat values only)
+        self.generation_counts: dict[str, Any] | None = None
+        self.generated_summary: dict[str, Any] | None = None
 
     def poll(self) -> list[dict[str, Any]]:
         events = self.tail.read_new()
         for event in events:
             self.state.apply(event)
+            if event.get("type") == "progress" and isinstance(event.get("generation"), dict):
+                self.generation_counts = event["generation"]
         return events
 
     def progress(self) -> JobProgress:
         return progress_of(self.state)
+
+    def generation(self) -> GenerationFigures | None:
+        """A generate job's figures (None for any other job, or one with nothing to show yet). Once the job is
+        done, the summary of the dataset it wrote is read (once) and its counts are the final ones."""
+        if self.generated_summary is None and self.state.status == "done":
+            try:
+                self.generated_summary = read_generated_summary(self.run_dir)
+            except BrokenRunError:  # the jobs listing says the run is broken, and why
+                self.generated_summary = None
+        return generation_of(self.state, self.generation_counts, self.generated_summary)
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,81 @@ class JobProgress:
         per_epoch = self.total or 1
         n = n_epochs or self.n_epochs or 1
         return self.epoch * per_epoch + self.step, per_epoch * n
+
+
+def _counts(value: Any) -> dict[str, int]:
+    """A {reason: count} mapping from an event or a summary, ignoring what is not one (a hand-edited line)."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class GenerationFigures:
+    """What a generate job has done: source items handled of all (`done` / `total`: answered, or failed for good
+    after the client's retries), examples accepted, rejected by reason, requests that failed for good by reason,
+    and the client's usage (network requests, cache hits, tokens; None for a pipeline that asks no LLM: blend,
+    round-trip). `final`: the counts are the written dataset's (generated/summary.json), which also count a check
+    after generation (augment-region's label check)."""
+
+    done: int
+    total: int | None
+    accepted: int
+    rejected: dict[str, int]
+    failed: dict[str, int]
+    requests: int | None = None
+    cache_hits: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    final: bool = False
+
+    @property
+    def tokens(self) -> int | None:
+        if self.prompt_tokens is None and self.completion_tokens is None:
+            return None
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+
+def generation_of(
+    state: RunState, counts: dict[str, Any] | None, summary: dict[str, Any] | None
+) -> GenerationFigures | None:
+    """The figures of a generate job from its last progress event's `generation` counts (engine.jobs.generate's
+    Progress: done, accepted, rejected, failed, and the client's usage) and, once written, its dataset's
+    summary, whose accepted and rejected counts are final (a failed request is a rejected `request:<reason>`
+    record there)."""
+    if counts is None and summary is None:
+        return None
+    counts = counts or {}
+    prog = state.progress
+    total = _count(prog.get("total"))
+    accepted = _count(counts.get("accepted")) or 0
+    rejected, failed = _counts(counts.get("rejected")), _counts(counts.get("failed"))
+    answered = _count(counts.get("done"))  # items whose request succeeded; a failed one is handled too
+    done = None if answered is None else answered + sum(failed.values())
+    if summary is not None:
+        accepted = _count(summary.get("accepted")) or 0
+        every = _counts(summary.get("rejected"))
+        rejected = {k: v for k, v in every.items() if not k.startswith(REQUEST_FAILED)}
+        failed = {k.removeprefix(REQUEST_FAILED): v for k, v in every.items() if k.startswith(REQUEST_FAILED)}
+        total = _count(summary.get("sources")) or total
+        if done is None:  # an offline pipeline (blend, round-trip): every source was handled
+            done = total
+    return GenerationFigures(
+        done=done if done is not None else _count(prog.get("step")) or 0,
+        total=total,
+        accepted=accepted,
+        rejected=rejected,
+        failed=failed,
+        requests=_count(counts.get("requests")),
+        cache_hits=_count(counts.get("cache_hits")),
+        prompt_tokens=_count(counts.get("prompt_tokens")),
+        completion_tokens=_count(counts.get("completion_tokens")),
+        final=summary is not None,
+    )
 
 
 def progress_of(job: RunState | dict[str, Any]) -> JobProgress:

@@ -457,30 +457,98 @@ def run_generate_job(run_dir: Path, config: dict[str, Any], flag: Any) -> str:
 
 
 PIPELINE_NAMES = (*PIPELINES, *OFFLINE_PIPELINES)
+ASKS_LLM = tuple(PIPELINES)  # the pipelines that ask an endpoint (the others compute offline)
+SAMPLES = tuple(p for p in PIPELINE_NAMES if p != "round-trip")  # round-trip checks every pair of --from
+
+
+def only(*pipelines: str) -> tuple[str, tuple[str, ...]]:
+    """The form shows a field only for these pipelines (`Field.when`)."""
+    return ("pipeline", pipelines)
+
 
 GENERATE = JobKind(
     name="generate",
     help="Generate synthetic examples with an LLM (any OpenAI-compatible endpoint) into a new dataset.",
     fields=(
         Field("pipeline", str, "what to generate", choices=PIPELINE_NAMES, required=True),
-        Field("from", str, "the dataset to generate from (blend: the real one)", required=True),
-        Field("name", str, "the new dataset's name", required=True),
-        Field("base_url", str, "the OpenAI-compatible endpoint (dynascope llm serve prints one)"),
-        Field("model", str, "the model name the endpoint serves"),
         Field(
-            "n", int, "source examples to sample (blend: the total)", default=20, minimum=1, maximum=1_000_000
+            "from", str, "the dataset to generate from (blend: the real one)", required=True, picks="dataset"
         ),
-        Field("concurrency", int, "requests in flight at once", default=4, minimum=1, maximum=256),
-        Field("seed", int, "sampling of the sources and the LLM's seed", default=0, minimum=0),
-        Field("words", int, "context: at most this many words", default=250, minimum=10, maximum=2000),
-        Field("pairs", int, "qa-from-context: pairs asked per context", default=2, minimum=1, maximum=20),
-        Field("generated", str, "blend: the generated dataset mixed into --from"),
-        Field("ratio", float, "blend: the share of generated examples", default=0.5, minimum=0, maximum=1),
+        Field("name", str, "the new dataset's name", required=True),
+        Field(
+            "base_url",
+            str,
+            "the OpenAI-compatible endpoint (dynascope llm serve prints one)",
+            when=only(*ASKS_LLM),
+        ),
+        Field("model", str, "the model name the endpoint serves", when=only(*ASKS_LLM)),
+        Field(
+            "n",
+            int,
+            "source examples to sample (blend: the total)",
+            default=20,
+            minimum=1,
+            maximum=1_000_000,
+            when=only(*SAMPLES),
+        ),
+        Field(
+            "concurrency",
+            int,
+            "requests in flight at once",
+            default=4,
+            minimum=1,
+            maximum=256,
+            when=only(*ASKS_LLM),
+        ),
+        Field(
+            "seed",
+            int,
+            "sampling of the sources and the LLM's seed",
+            default=0,
+            minimum=0,
+            when=only(*SAMPLES),
+        ),
+        Field(
+            "words",
+            int,
+            "context: at most this many words",
+            default=250,
+            minimum=10,
+            maximum=2000,
+            when=only("context"),
+        ),
+        Field(
+            "pairs",
+            int,
+            "qa-from-context: pairs asked per context",
+            default=2,
+            minimum=1,
+            maximum=20,
+            when=only("qa-from-context"),
+        ),
+        Field(
+            "generated",
+            str,
+            "blend: the generated dataset mixed into --from",
+            picks="dataset",
+            when=only("blend"),
+        ),
+        Field(
+            "ratio",
+            float,
+            "blend: the share of generated examples",
+            default=0.5,
+            minimum=0,
+            maximum=1,
+            when=only("blend"),
+        ),
         Field(
             "run",
             str,
             "round-trip: the QA run that must recover each answer; augment-region: the run that must predict "
             "each rewrite's label",
+            picks="run",
+            when=only("round-trip", "augment-region"),
         ),
         Field(
             "threshold",
@@ -489,7 +557,8 @@ GENERATE = JobKind(
             default=0.5,
             minimum=0,
             maximum=1,
-        ),  # fmt: skip
+            when=only("round-trip"),
+        ),
         Field(
             "api_key_env",
             str,

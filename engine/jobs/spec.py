@@ -44,6 +44,10 @@ class Field:
     required: bool = False
     form: bool = True  # shown in the app's job form
     argument: bool = False  # a positional CLI argument instead of an option
+    # the form shows it only while another field has one of these values, e.g. ("pipeline", ("blend",)): a
+    # setting that means nothing for the other choices stays off the form (the CLI takes it, and ignores it)
+    when: tuple[str, tuple[str, ...]] | None = None
+    picks: str | None = None  # the form offers the workspace's "dataset"s or trained "run"s to pick from
 
     @property
     def flag(self) -> str:

@@ -18,7 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 from textual.widgets._select import SelectOverlay  # the list of a Select: its pick message
 
 from engine.analysis.datasets import list_datasets
-from engine.analysis.progress import JobFollower, progress_label, progress_of
+from engine.analysis.progress import GenerationFigures, JobFollower, progress_label, progress_of
 from engine.analysis.runs import run_label, runs_overview
 from engine.errors import BadInputError
 from engine.jobs import ACTIVE_STATES, list_jobs
@@ -43,6 +43,7 @@ class JobsPolled(Message):
     run_id: str | None
     state: RunState | None
     new_logs: list[str] = field(default_factory=list)
+    generation: GenerationFigures | None = None  # a generate job's figures
 
 
 @dataclass
@@ -61,6 +62,30 @@ class JobCancelled(Message):
 class JobResumed(Message):
     run_id: str
     pid: int
+
+
+def reasons_text(counts: dict[str, int]) -> str:
+    """`2 (too-long 1, no-pairs 1)`: the total, then each reason by count, most frequent first."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"{total} (" + ", ".join(f"{reason} {n}" for reason, n in ranked) + ")"
+
+
+def generation_lines(fig: GenerationFigures) -> list[str]:
+    """A generate job's panel in two lines (each cut to the screen's width by the caller): items handled,
+    accepted and rejected with reasons; failed requests with reasons, requests, cache hits and tokens."""
+    total = "?" if fig.total is None else str(fig.total)
+    first = f"items {fig.done}/{total} · accepted {fig.accepted} · rejected {reasons_text(fig.rejected)}"
+    second = [f"failed {reasons_text(fig.failed)}"]
+    if fig.requests is not None:
+        second.append(f"requests {fig.requests}")
+    if fig.cache_hits is not None:
+        second.append(f"cache hits {fig.cache_hits}")
+    if fig.tokens is not None:
+        second.append(f"tokens {fig.prompt_tokens or 0} in, {fig.completion_tokens or 0} out")
+    return [first, " · ".join(second)]
 
 
 def fmt_eta(seconds: Any) -> str:
@@ -110,13 +135,12 @@ class JobForm(BaseModal[dict[str, Any]]):
     JobForm { align: center middle; }
     JobForm > VerticalScroll { width: 78; max-width: 100%; height: auto; max-height: 100%; border: round $accent;
                                background: $surface; padding: 0 1; }
-    JobForm .row { height: 3; }
-    JobForm .row Label { width: 16; padding: 1 1 0 0; }
+    JobForm .row { height: 1; }
+    JobForm .row Label { width: 16; padding: 0 1 0 0; }
     JobForm .row Input, JobForm .row Select { width: 1fr; }
-    JobForm .row Select { margin-top: 1; }
     JobForm #form-note { height: auto; color: $warning; }
     JobForm #form-preview { height: auto; color: $text-muted; }
-    JobForm #form-buttons { height: 3; align-horizontal: right; }
+    JobForm #form-buttons { height: 3; margin-top: 1; align-horizontal: right; }
     """
 
     def __init__(self, context: FormContext, preset: dict[str, Any] | None = None) -> None:
@@ -137,7 +161,27 @@ class JobForm(BaseModal[dict[str, Any]]):
         return KINDS[self.kind_name]
 
     def form_fields(self) -> list[Field]:
-        return [f for f in self.kind.fields if f.form]
+        """The kind's form fields shown for the choices made (a field with `when` only for its values)."""
+        return [f for f in self.kind.fields if f.form and self.shown(f)]
+
+    def shown(self, f: Field) -> bool:
+        if f.when is None:
+            return True
+        name, values = f.when
+        return self.choice(name) in values
+
+    def choice(self, name: str) -> str:
+        """The value of a drop-down that lays out other fields: typed, else its default, else its first option
+        (what a drop-down without a blank shows)."""
+        value = self.typed.get(name) or text_of(self.kind.defaults().get(name))
+        if value:
+            return value
+        choices = self.kind.field(name).choices
+        return choices[0] if choices else ""
+
+    def controllers(self) -> set[str]:
+        """The fields whose value decides which other fields the form shows."""
+        return {f.when[0] for f in self.kind.fields if f.when is not None}
 
     def defaults(self) -> dict[str, Any]:
         """The kind's defaults for the chosen dataset's task; for retrain, the chosen source run's settings."""
@@ -153,8 +197,8 @@ class JobForm(BaseModal[dict[str, Any]]):
         with VerticalScroll():
             yield Static(f"[b]New {self.kind_name} job[/b]  (ctrl+s launch, escape cancel)")
             yield Static(self.kind.help, id="form-help")
-            yield Static(self.note, id="form-note")
-            yield Static("", id="form-preview")
+            yield shown_if_set(Static(self.note, id="form-note"), self.note)
+            yield shown_if_set(Static("", id="form-preview"), "")
             yield Horizontal(
                 Label("kind"),
                 FormSelect(
@@ -166,8 +210,11 @@ class JobForm(BaseModal[dict[str, Any]]):
                 ),
                 classes="row",
             )
+            controllers = self.controllers()
             for f in self.form_fields():
                 value = self.typed.get(f.name, text_of(defaults.get(f.name)))
+                if f.name in controllers:  # what it shows is what laid the form out
+                    value = self.choice(f.name)
                 yield Horizontal(Label(f.label), self.widget_for(f, value), classes="row")
             with Horizontal(id="form-buttons"):
                 yield Button("Launch", variant="primary", id="launch")
@@ -175,9 +222,9 @@ class JobForm(BaseModal[dict[str, Any]]):
 
     def widget_for(self, f: Field, value: str) -> Input | Select[str]:
         options: list[str] | None = None
-        if f.name == "dataset":
+        if f.name == "dataset" or f.picks == "dataset":
             options = list(self.context.datasets)
-        elif f.name == "run" and f.argument:
+        elif (f.name == "run" and f.argument) or f.picks == "run":
             options = list(self.context.runs)
         elif f.choices:
             options = list(f.choices)
@@ -185,7 +232,8 @@ class JobForm(BaseModal[dict[str, Any]]):
             options = ["no", "yes"]
             value = "yes" if value.lower() in ("yes", "true", "1") else "no"
         if options is None:
-            return Input(value=value, id=f"f-{f.name}", placeholder=f.help[:60])
+            # one line a field (compact, as the drop-downs): a kind's whole form fits at 80x24 or nearly
+            return Input(value=value, id=f"f-{f.name}", placeholder=f.help[:60], compact=True)
         return FormSelect(
             [(o, o) for o in options],
             value=value if value in options else Select.NULL,
@@ -207,7 +255,7 @@ class JobForm(BaseModal[dict[str, Any]]):
     def schedule_preview(self) -> None:
         """Preview the values on the form a moment after the last change (typing does not query per key)."""
         if self.kind.preview is None:
-            self.query_one("#form-preview", Static).update("")
+            shown_if_set(self.query_one("#form-preview", Static), "")
             return
         if self._preview_timer is not None:
             self._preview_timer.stop()
@@ -215,7 +263,7 @@ class JobForm(BaseModal[dict[str, Any]]):
 
     def start_preview(self) -> None:
         if self.kind.preview is None:  # the kind changed since the preview was scheduled
-            self.query_one("#form-preview", Static).update("")
+            shown_if_set(self.query_one("#form-preview", Static), "")
             return
         try:
             raw = {f.name: self.value(f.name) for f in self.form_fields()}
@@ -236,7 +284,7 @@ class JobForm(BaseModal[dict[str, Any]]):
 
     def show_preview(self, kind_name: str, text: str) -> None:
         if kind_name == self.kind_name and self.is_attached:
-            self.query_one("#form-preview", Static).update(text)
+            shown_if_set(self.query_one("#form-preview", Static), text)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.schedule_preview()
@@ -264,15 +312,25 @@ class JobForm(BaseModal[dict[str, Any]]):
             self.remember()
             self.kind_name = str(event.value)
             self.relayout(name)
-        elif name in ("dataset", "run") and self.typed.get(name) != self.value(name):
+        elif (
+            name in self.controllers() and event.value is not Select.NULL and self.choice(name) != event.value
+        ):
+            self.remember()  # what was typed stays: only which fields show changes
+            self.relayout(name, keep=True)
+        elif (
+            name in ("dataset", "run")
+            and self.kind.field(name).argument
+            and self.typed.get(name) != self.value(name)
+        ):
             self.remember()
             self.relayout(name)
 
-    def relayout(self, changed: str) -> None:
+    def relayout(self, changed: str, keep: bool = False) -> None:
         """Lay the form out again for a new kind, dataset or source run: the settings follow the new defaults
-        (QA's longer max length, the new source run's), the choices made so far stay."""
+        (QA's longer max length, the new source run's), the choices made so far stay. `keep`: a choice that
+        only shows other fields (a generate pipeline) keeps every value."""
         for f in self.form_fields():
-            if f.name not in ("dataset", "run", "region", "kind") and f.name in self.typed:
+            if not keep and f.name not in ("dataset", "run", "region", "kind") and f.name in self.typed:
                 del self.typed[f.name]
         self.refresh(recompose=True)
         # the focused widget was replaced: focus its successor, so keys keep reaching the form
@@ -303,6 +361,13 @@ class JobForm(BaseModal[dict[str, Any]]):
         return {"kind": self.kind_name, **self.kind.parse(raw)}
 
 
+def shown_if_set(widget: Static, text: str) -> Static:
+    """A line of the form that takes no room while it has nothing to say."""
+    widget.update(text)
+    widget.display = bool(text)
+    return widget
+
+
 def text_of(value: Any) -> str:
     if value is None:
         return ""
@@ -329,6 +394,7 @@ class JobsScreen(BaseScreen):
     JobsScreen #job-title { height: 1; padding: 0 1; text-style: bold; }
     JobsScreen #job-progress { height: 1; padding: 0 1; }
     JobsScreen #job-metrics { height: auto; max-height: 3; padding: 0 1; }
+    JobsScreen #job-metrics.generation { text-wrap: nowrap; text-overflow: ellipsis; }
     JobsScreen #job-log { height: 1fr; }
     """
 
@@ -383,8 +449,9 @@ class JobsScreen(BaseScreen):
         jobs = list_jobs(self.ws)  # newest first
         if run_id is None and jobs:
             run_id = jobs[0]["run_id"]
-        state, new_logs = None, []
-        broken = any(j["run_id"] == run_id and j.get("status") == BROKEN for j in jobs)
+        state, new_logs, generation = None, [], None
+        job = next((j for j in jobs if j["run_id"] == run_id), None)
+        broken = job is not None and job.get("status") == BROKEN
         if run_id is not None and not broken:  # a broken run's log may be what cannot be read
             follower = self.followers.setdefault(run_id, JobFollower(self.ws.run_dir(run_id)))
             state = follower.state
@@ -400,7 +467,9 @@ class JobsScreen(BaseScreen):
                     )
                     # events count epochs from 0; shown from 1, as the CLI prints "epoch 1 done"
                     new_logs.append(f"epoch {int(event.get('epoch') or 0) + 1} done: {metrics}")
-        self.post_message(JobsPolled(jobs, run_id, state, new_logs[-200:]))
+            if job is not None and job.get("kind") == "generate":
+                generation = follower.generation()
+        self.post_message(JobsPolled(jobs, run_id, state, new_logs[-200:], generation))
 
     def on_jobs_polled(self, message: JobsPolled) -> None:
         self.jobs = message.jobs
@@ -469,13 +538,22 @@ class JobsScreen(BaseScreen):
         )
         self.query_one("#job-progress", ProgressBar).update(total=1.0, progress=progress.fraction)
         parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in state.metrics.items()]
+        if message.generation is not None:  # the generation panel replaces the metrics (its usage is in it)
+            parts = []
         if prog.get("loss") is not None and state.status == "running":
             parts.insert(0, f"step loss {float(prog['loss']):.4f}")
         if state.message and state.status in ("failed", "cancelled"):
             parts.append(f"message: {state.message}")
         if status in RESUMABLE:
             parts.append("R resumes it")
-        self.query_one("#job-metrics", Static).update("  ".join(parts) or "no metrics yet")
+        metrics = self.query_one("#job-metrics", Static)
+        # the generation panel: one line each, cut with an ellipsis at the screen's width (2-3 lines at 80x24)
+        metrics.set_class(message.generation is not None, "generation")
+        if message.generation is not None:
+            lines = generation_lines(message.generation) + (["  ".join(parts)] if parts else [])
+            metrics.update(Text("\n".join(lines)))  # Text: a reason is shown as written, never as markup
+        else:
+            metrics.update("  ".join(parts) or "no metrics yet")
         if message.new_logs:
             log.write_lines(message.new_logs)
 
