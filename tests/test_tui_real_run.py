@@ -789,6 +789,7 @@ async def follow_a_live_run(ws, runs, pids: list[int]) -> None:  # noqa: ANN001
             assert await wait_until(
                 app, pilot, lambda: jobs_row(jobs, run_id)["progress"] == expected, timeout=10
             )
+            assert jobs_row(jobs, run_id)["pid"] == str(pid)  # the pid column: a live process's
             listed = run_cli(ws, "jobs", env={"COLUMNS": "400"})
             assert expected in next(line for line in listed.stdout.splitlines() if run_id in line)
             home = next(s for s in app.screen_stack if isinstance(s, HomeScreen))
@@ -833,6 +834,7 @@ async def follow_a_live_run(ws, runs, pids: list[int]) -> None:  # noqa: ANN001
         assert await wait_until(
             app, pilot, lambda: jobs_row(jobs, run_id)["status"] == "cancelled", timeout=60
         )
+        assert await wait_until(app, pilot, lambda: jobs_row(jobs, run_id)["pid"] == "", timeout=10)  # ended
         done = engine_jobs.job_info(ws, run_id)["epochs_done"]
         assert done >= 1 and "R resumes it" in screen_text(app)
 

@@ -210,7 +210,7 @@ class HomeScreen(BaseScreen):
                         j.get("kind") or "",
                         j["status"],
                         progress_label(j),
-                        str(j.get("pid") or ""),
+                        str(j.get("pid") or "") if j.get("alive") else "",  # a live process only
                     ],
                 )
                 for j in message.jobs

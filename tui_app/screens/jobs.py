@@ -486,7 +486,9 @@ class JobsScreen(BaseScreen):
                         str(job.get("status", "?")),
                         progress_label(job),
                         fmt_eta(prog.get("eta_s")) if job.get("status") == "running" else "-",
-                        str(job.get("pid") or ""),
+                        str(job.get("pid") or "")
+                        if job.get("alive")
+                        else "",  # as the CLI: a live process only
                     ],
                 )
             )
