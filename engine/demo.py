@@ -15,6 +15,7 @@ from engine.importing.sources import ImportOptions, load_source
 from storage.artifacts import BROKEN, BrokenRunError, read_config
 from storage.catalog import open_catalog
 from storage.datasets import list_datasets, write_dataset
+from storage.joblock import waiting_lock
 from storage.sync import sync
 from storage.workspace import Workspace
 
@@ -45,8 +46,19 @@ def find_data_dir() -> tuple[Path | None, str]:
     return None, "the Hugging Face hub"
 
 
+# two `dynascope demo` started at once (two terminals, `make run` twice) take turns at checking what is there and
+# creating what is not: one imports and starts the run, the other then finds them
+DEMO_LOCK = ".demo.lock"
+
+
 def build_demo(ws: Workspace, log: Callable[[str], None] = print) -> list[str]:
     """Import the demo datasets that are not there yet; returns the names imported now."""
+    ws.create()
+    with waiting_lock(ws.root / DEMO_LOCK):
+        return _import_missing(ws, log)
+
+
+def _import_missing(ws: Workspace, log: Callable[[str], None]) -> list[str]:
     data_dir, where = find_data_dir()
     log(f"demo data: {where}")
     with open_catalog(ws) as con:
@@ -117,6 +129,14 @@ def start_demo_run(
     left alone, an interrupted or cancelled one resumed from its last complete epoch, a failed one reported (and
     left for the user to resume), none yet created and started. Returns its run id (None without the sst2-train
     dataset) and the job process when this call started one."""
+    ws.create()
+    with waiting_lock(ws.root / DEMO_LOCK):
+        return _start_or_find(ws, log)
+
+
+def _start_or_find(
+    ws: Workspace, log: Callable[[str], None]
+) -> tuple[str | None, subprocess.Popen[bytes] | None]:
     from engine.jobs import ACTIVE_STATES, create_run, resume, spawn
 
     job = find_demo_run(ws)

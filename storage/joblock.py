@@ -14,6 +14,8 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -129,3 +131,16 @@ def adopt_or_acquire(run_dir: Path) -> RunLock:
         except (ValueError, OSError):
             pass  # not a descriptor of this run's lock file: take the lock as a job started by hand does
     return acquire(run_dir)
+
+
+@contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (created if missing) for the block, waiting for another holder first:
+    a check-then-create step (the demo's datasets and run) done by two processes at once then runs one after the
+    other. The OS releases it when the holder ends, kill -9 included; job processes do not inherit it (O_CLOEXEC)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
