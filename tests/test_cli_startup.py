@@ -1,5 +1,5 @@
 """A command imports its own module, not every command's: `dynascope metrics` and `dynascope import-dynamics` start
-without the job kinds (which pull in the LLM client), torch or the app."""
+without the job kinds (which pull in the LLM client), torch, the app, or pyarrow."""
 
 from __future__ import annotations
 
@@ -53,5 +53,17 @@ def test_metrics_and_import_dynamics_load_only_their_module() -> None:
         assert "engine.cli.analysis" in loaded, command
         others = {m for m in MODULES if m != "engine.cli.analysis"} & loaded
         assert not others, (command, others)
-        heavy = {"openai", "pydantic", "torch", "transformers", "textual", "tui_app", "pandas"} & loaded
+        # nor pyarrow, numpy or rich: imported where a command writes Arrow data or prints on stderr
+        heavy = {
+            "openai",
+            "pydantic",
+            "torch",
+            "transformers",
+            "textual",
+            "tui_app",
+            "pandas",
+            "pyarrow",
+            "numpy",
+        }
+        heavy &= loaded
         assert not heavy, (command, heavy)
