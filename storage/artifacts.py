@@ -278,7 +278,7 @@ def copy_shard(con: duckdb.DuckDBPyConnection, sql: str, run_dir: Path, epoch: i
         quoted = '"' + name.replace('"', '""') + '"'
         if name in ("epoch", "rank", SHARD_KEY):
             select.append(f"{quoted}::INTEGER AS {quoted}")
-        elif dtype in ("DOUBLE", "FLOAT", "REAL") or dtype.startswith("DECIMAL"):
+        elif dtype in ("DOUBLE", "FLOAT"):
             select.append(f"{quoted}::FLOAT AS {quoted}")
         else:
             select.append(quoted)
