@@ -22,7 +22,10 @@ RSS (resource.getrusage(RUSAGE_SELF).ru_maxrss: DuckDB allocates outside Python,
 Measurements are repeated, ours and the baseline interleaved, and the best and median runs are shown (the machine
 may be shared; cpu = user + sys seconds of the child is less sensitive to other load than wall time).
 
-    .venv/bin/python bench/metrics.py [--examples N] [--epochs E] [--repeat R]
+    .venv/bin/python bench/metrics.py [--examples N] [--epochs E] [--repeat R] [--items 1,2,3]
+
+`--items 3` measures the cartography import alone (items 1 and 2 share their 1M x 10 shards and run together).
+Item 3 also prints both sides' cpu seconds (user + sys of the processes), which other load inflates less.
 """
 
 from __future__ import annotations
@@ -114,14 +117,22 @@ def write_dataset(path: Path, n: int, classes: int = 3) -> None:
             fh.write(json.dumps({"id": i, "text": f"sentence number {i}", "label": i % classes}) + "\n")
 
 
-def cli(*args: str, workspace: Path) -> float:
-    """Run one `dynascope` command as its own process; returns its wall time."""
+def children_cpu() -> float:
+    """user + sys seconds of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cli(*args: str, workspace: Path) -> tuple[float, float]:
+    """Run one `dynascope` command as its own process, as a user types it (the console script's entry point);
+    returns its wall time and its cpu (user + sys) seconds."""
     env = {**os.environ, "DYNASCOPE_WORKSPACE": str(workspace)}
+    cpu = children_cpu()
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "tui_app", *args], env=env, check=True, capture_output=True, cwd=REPO
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
 # ---- the measured work, each in a child process -----------------------------------------------------------
@@ -327,6 +338,7 @@ def ours_in_process(folder: Path, work: Path) -> float:
 
 
 def measure(mode: str, source: Path, work: Path) -> dict[str, float]:
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--child", mode, str(source), str(work)],
@@ -336,6 +348,7 @@ def measure(mode: str, source: Path, work: Path) -> dict[str, float]:
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["process_s"] = time.perf_counter() - start
+    result["process_cpu_s"] = children_cpu() - cpu
     return result
 
 
@@ -359,6 +372,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--carto-examples", type=int, default=100_000)
     parser.add_argument("--carto-epochs", type=int, default=5)
+    parser.add_argument(
+        "--items",
+        default="1,2,3",
+        help="which figures to measure, e.g. 3 for the cartography import alone (default: 1,2,3)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("MODE", "SOURCE", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -371,119 +389,141 @@ def main() -> None:
         "times; cpu = user + sys seconds of the child)",
         flush=True,
     )
+    items = {item.strip() for item in args.items.split(",")}
     with tempfile.TemporaryDirectory(prefix="dynascope-bench-") as tmp:
         work = Path(tmp)
-        run_dir = work / "runs" / "run"
-        start = time.perf_counter()
-        rows, shard_bytes, ids_bytes = write_dynamics(run_dir, args.examples, args.epochs)
-        print(
-            f"dynamics: {args.examples:,} examples x {args.epochs} epochs = {rows:,} rows, "
-            f"{shard_bytes / 2**20:.0f} MB of shards + {ids_bytes / 2**20:.1f} MB id list "
-            f"(written in {time.perf_counter() - start:.1f} s)",
-            flush=True,
-        )
-
-        # 1. all metrics against the plain integer-keyed GROUP BY, interleaved
-        runs: dict[str, list[dict[str, float]]] = {"plain": [], "plain-tuned": [], "sql": []}
-        for _ in range(args.repeat):
-            for mode, results in runs.items():
-                results.append(measure(mode, run_dir, work))
-        ours = runs["sql"]
-        best_ours = min(r["seconds"] for r in ours)
-        peak = max(r["peak_mb"] for r in ours)
-        print(
-            f"1. all metrics, {args.examples:,} x {args.epochs} (compute only, in a fresh process):",
-            flush=True,
-        )
-        labels = {
-            "plain": "plain integer-keyed GROUP BY of the same shards",
-            "plain-tuned": "  the same with the perfect hash table setting ours uses",
-            "sql": "all metrics (storage.metrics, ids joined at the end)",
-        }
-        for mode, results in runs.items():
-            print("  " + line(labels[mode], results), flush=True)
-        ratios = {}
-        for base in ("plain", "plain-tuned"):
-            best_base = min(r["seconds"] for r in runs[base])
-            paired = statistics.median(o["seconds"] / p["seconds"] for o, p in zip(ours, runs[base]))
-            cpu = min(r["cpu_s"] for r in ours) / min(r["cpu_s"] for r in runs[base])
-            ratios[base] = best_ours / best_base
-            print(
-                f"  ratio to the {'plain' if base == 'plain' else 'tuned plain'} GROUP BY: "
-                f"{best_ours / best_base:.2f}x (best / best; median of paired runs {paired:.2f}x, cpu {cpu:.2f}x)",
-                flush=True,
-            )
-        ok = best_ours <= TARGET_S and max(ratios.values()) <= TARGET_RATIO and peak <= TARGET_MB
-        print(
-            f"  target <= {TARGET_S:g} s and <= {TARGET_RATIO:g}x of both, <= {TARGET_MB / 1024:g} GB: {verdict(ok)}",
-            flush=True,
-        )
-        catalog = [measure("catalog", run_dir, work) for _ in range(max(1, args.repeat - 1))]
-        print("  " + line("materialise_metrics into a catalog (what sync does)", catalog), flush=True)
-        replace = [measure("catalog-replace", run_dir, work) for _ in range(max(1, args.repeat - 1))]
-        print("  " + line("  again after the run gained an epoch (rows replaced)", replace), flush=True)
-
-        # 2. bytes per example-epoch
-        per_row = shard_bytes / rows
-        print(
-            f"2. shards: {per_row:.1f} bytes per example-epoch ({(shard_bytes + ids_bytes) / rows:.1f} with the id "
-            f"list)  target <= {TARGET_BYTES:g}: {verdict(per_row <= TARGET_BYTES)}",
-            flush=True,
-        )
-
-        # 3. cartography files: import-dynamics + metrics, end to end, against their way
-        n_small, e_small = args.carto_examples, args.carto_epochs
-        folder = work / "cartography" / "training_dynamics"
-        write_cartography_jsonl(folder, n_small, e_small)
-        ws = work / "ws"
-        write_dataset(work / "carto.jsonl", n_small)
-        cli("import", str(work / "carto.jsonl"), "--name", "carto", workspace=ws)
-        theirs = [measure("cartography", folder, work)]
-        if importlib.util.find_spec("torch") is None:
-            print(
-                "  (torch is not installed: their loop runs with a numpy softmax, faster than theirs)",
-                flush=True,
-            )
-        ours_e2e = []
-        for k in range(args.repeat):
-            t_import = cli(
-                "import-dynamics", str(folder), "--dataset", "carto", "--name", f"imp{k}", workspace=ws
-            )
-            t_metrics = cli("metrics", f"imp{k}", "--parquet", str(work / f"m{k}.parquet"), workspace=ws)
-            ours_e2e.append({"seconds": t_import + t_metrics, "import": t_import, "metrics": t_metrics})
-        inproc = [measure("import", folder, work) for _ in range(max(1, args.repeat - 1))]
-        numpy_way = [measure("cartography-numpy", folder, work)]
-        best = min(ours_e2e, key=lambda r: r["seconds"])
-        speedup = theirs[0]["process_s"] / best["seconds"]
-        print(f"3. {n_small:,} examples x {e_small} epochs of allenai/cartography's JSONL files:", flush=True)
-        print(
-            "  "
-            + line("allenai/cartography's way, as a process (imports included)", theirs, key="process_s")
-            + f"  (after its imports: {theirs[0]['seconds']:.2f} s)",
-            flush=True,
-        )
-        print(
-            "  "
-            + line("ours: dynascope import-dynamics + dynascope metrics (CLI)", ours_e2e)
-            + f"  ({best['import']:.2f} s + {best['metrics']:.2f} s)",
-            flush=True,
-        )
-        print(
-            f"  ratio end to end: ours is {speedup:.1f}x faster  target >= {TARGET_SPEEDUP:g}x: "
-            f"{verdict(speedup >= TARGET_SPEEDUP)}",
-            flush=True,
-        )
-        best_in = min(r["seconds"] for r in inproc)
-        print(
-            "  " + line("ours in-process (after imports): import_cartography + metrics", inproc), flush=True
-        )
-        print(
-            f"  in-process: their loop {theirs[0]['seconds']:.2f} s / ours {best_in:.2f} s = "
-            f"{theirs[0]['seconds'] / best_in:.1f}x; with a numpy softmax in their loop "
-            f"{numpy_way[0]['seconds']:.2f} s = {numpy_way[0]['seconds'] / best_in:.1f}x",
-            flush=True,
-        )
+        if items & {"1", "2"}:
+            metrics_items(args, work)
+        if "3" in items:
+            cartography_item(args, work)
         print(f"load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def metrics_items(args: argparse.Namespace, work: Path) -> None:
+    """Items 1 and 2 over the 1M x 10 shards."""
+    run_dir = work / "runs" / "run"
+    start = time.perf_counter()
+    rows, shard_bytes, ids_bytes = write_dynamics(run_dir, args.examples, args.epochs)
+    print(
+        f"dynamics: {args.examples:,} examples x {args.epochs} epochs = {rows:,} rows, "
+        f"{shard_bytes / 2**20:.0f} MB of shards + {ids_bytes / 2**20:.1f} MB id list "
+        f"(written in {time.perf_counter() - start:.1f} s)",
+        flush=True,
+    )
+
+    # 1. all metrics against the plain integer-keyed GROUP BY, interleaved
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "plain-tuned": [], "sql": []}
+    for _ in range(args.repeat):
+        for mode, results in runs.items():
+            results.append(measure(mode, run_dir, work))
+    ours = runs["sql"]
+    best_ours = min(r["seconds"] for r in ours)
+    peak = max(r["peak_mb"] for r in ours)
+    print(
+        f"1. all metrics, {args.examples:,} x {args.epochs} (compute only, in a fresh process):",
+        flush=True,
+    )
+    labels = {
+        "plain": "plain integer-keyed GROUP BY of the same shards",
+        "plain-tuned": "  the same with the perfect hash table setting ours uses",
+        "sql": "all metrics (storage.metrics, ids joined at the end)",
+    }
+    for mode, results in runs.items():
+        print("  " + line(labels[mode], results), flush=True)
+    ratios = {}
+    for base in ("plain", "plain-tuned"):
+        best_base = min(r["seconds"] for r in runs[base])
+        paired = statistics.median(o["seconds"] / p["seconds"] for o, p in zip(ours, runs[base]))
+        cpu = min(r["cpu_s"] for r in ours) / min(r["cpu_s"] for r in runs[base])
+        ratios[base] = best_ours / best_base
+        print(
+            f"  ratio to the {'plain' if base == 'plain' else 'tuned plain'} GROUP BY: "
+            f"{best_ours / best_base:.2f}x (best / best; median of paired runs {paired:.2f}x, cpu {cpu:.2f}x)",
+            flush=True,
+        )
+    ok = best_ours <= TARGET_S and max(ratios.values()) <= TARGET_RATIO and peak <= TARGET_MB
+    print(
+        f"  target <= {TARGET_S:g} s and <= {TARGET_RATIO:g}x of both, <= {TARGET_MB / 1024:g} GB: {verdict(ok)}",
+        flush=True,
+    )
+    catalog = [measure("catalog", run_dir, work) for _ in range(max(1, args.repeat - 1))]
+    print("  " + line("materialise_metrics into a catalog (what sync does)", catalog), flush=True)
+    replace = [measure("catalog-replace", run_dir, work) for _ in range(max(1, args.repeat - 1))]
+    print("  " + line("  again after the run gained an epoch (rows replaced)", replace), flush=True)
+
+    # 2. bytes per example-epoch
+    per_row = shard_bytes / rows
+    print(
+        f"2. shards: {per_row:.1f} bytes per example-epoch ({(shard_bytes + ids_bytes) / rows:.1f} with the id "
+        f"list)  target <= {TARGET_BYTES:g}: {verdict(per_row <= TARGET_BYTES)}",
+        flush=True,
+    )
+
+
+def cartography_item(args: argparse.Namespace, work: Path) -> None:
+    """Item 3: the cartography files, ours end to end against their way."""
+    # 3. cartography files: import-dynamics + metrics, end to end, against their way
+    n_small, e_small = args.carto_examples, args.carto_epochs
+    folder = work / "cartography" / "training_dynamics"
+    write_cartography_jsonl(folder, n_small, e_small)
+    ws = work / "ws"
+    write_dataset(work / "carto.jsonl", n_small)
+    cli("import", str(work / "carto.jsonl"), "--name", "carto", workspace=ws)
+    if importlib.util.find_spec("torch") is None:
+        print(
+            "  (torch is not installed: their loop runs with a numpy softmax, faster than theirs)",
+            flush=True,
+        )
+    ours_e2e = []
+    theirs = []
+    for k in range(args.repeat):  # each a new run from the files; their way once, between ours
+        t_import, cpu_import = cli(
+            "import-dynamics", str(folder), "--dataset", "carto", "--name", f"imp{k}", workspace=ws
+        )
+        t_metrics, cpu_metrics = cli(
+            "metrics", f"imp{k}", "--parquet", str(work / f"m{k}.parquet"), workspace=ws
+        )
+        ours_e2e.append(
+            {
+                "seconds": t_import + t_metrics,
+                "import": t_import,
+                "metrics": t_metrics,
+                "cpu_s": cpu_import + cpu_metrics,
+            }
+        )
+        if k == 0:
+            theirs.append(measure("cartography", folder, work))
+    inproc = [measure("import", folder, work) for _ in range(max(1, args.repeat - 1))]
+    numpy_way = [measure("cartography-numpy", folder, work)]
+    best = min(ours_e2e, key=lambda r: r["seconds"])
+    speedup = theirs[0]["process_s"] / best["seconds"]
+    print(f"3. {n_small:,} examples x {e_small} epochs of allenai/cartography's JSONL files:", flush=True)
+    print(
+        "  "
+        + line("allenai/cartography's way, as a process (imports included)", theirs, key="process_s")
+        + f"  (cpu {theirs[0]['process_cpu_s']:.2f} s; after its imports: {theirs[0]['seconds']:.2f} s)",
+        flush=True,
+    )
+    print(
+        "  "
+        + line("ours: dynascope import-dynamics + dynascope metrics (CLI)", ours_e2e)
+        + f"  ({best['import']:.2f} s + {best['metrics']:.2f} s)",
+        flush=True,
+    )
+    cpu_ratio = theirs[0]["process_cpu_s"] / min(r["cpu_s"] for r in ours_e2e)
+    print(
+        f"  ratio end to end: ours is {speedup:.1f}x faster (cpu: {cpu_ratio:.1f}x)  "
+        f"target >= {TARGET_SPEEDUP:g}x: {verdict(speedup >= TARGET_SPEEDUP)}",
+        flush=True,
+    )
+    best_in = min(r["seconds"] for r in inproc)
+    print("  " + line("ours in-process (after imports): import_cartography + metrics", inproc), flush=True)
+    print(
+        f"  in-process: their loop {theirs[0]['seconds']:.2f} s / ours {best_in:.2f} s = "
+        f"{theirs[0]['seconds'] / best_in:.1f}x; with a numpy softmax in their loop "
+        f"{numpy_way[0]['seconds']:.2f} s = {numpy_way[0]['seconds'] / best_in:.1f}x",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

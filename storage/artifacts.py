@@ -14,14 +14,17 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import duckdb
 
 from storage.jsontext import dumps_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow (and numpy with it) is imported by the functions that use it: a command that only reads the catalog
+# (`dynascope metrics`) then starts without it, a tenth of a second sooner.
 
 SHARD_RE = re.compile(r"epoch=(\d+)/rank=(\d+)\.parquet$")
 TERMINAL_STATES = ("done", "failed", "cancelled")
@@ -76,6 +79,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
     pq.write_table(table, tmp, compression=options.pop("compression", "zstd"), **options)
@@ -120,6 +125,8 @@ def ids_path_of_shard(path: Path) -> Path:
 
 def read_example_ids(run_dir: Path) -> pa.Array | None:
     """The run's example ids in index order (a string array), or None when the run has no id list."""
+    import pyarrow.parquet as pq
+
     path = ids_path(run_dir)
     if not path.is_file():
         return None
@@ -128,6 +135,9 @@ def read_example_ids(run_dir: Path) -> pa.Array | None:
 
 
 def _string_array(ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     if not isinstance(ids, pa.Array):
@@ -137,6 +147,9 @@ def _string_array(ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def _range(n: int) -> pa.Array:
     """int32 0..n-1. From the buffer: `pa.array` would import pandas (a third of a second) to check its input."""
+    import numpy as np
+    import pyarrow as pa
+
     return pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int32))])
 
 
@@ -147,6 +160,9 @@ def register_example_ids(run_dir: Path, ids: Sequence[str] | pa.Array | pa.Chunk
     once a shard uses it. Ranks of one run may call this at the same time as long as each passes the run's
     whole example list, in the same order (the trainer does): they then write identical files (temp + rename).
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     given = _string_array(ids)
     existing = read_example_ids(run_dir)
     if existing is not None and existing.equals(given):  # the usual case: the same whole list again
@@ -173,6 +189,9 @@ def compact_shard(
     """The stored form of a shard table: `example_id` strings become `example_idx` (registering them in the
     run's id list, seeded with `example_ids`, the run's whole example list, when given), floats become float32,
     and rows are sorted by the index. A table that has `example_idx` already is only cast and sorted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if SHARD_KEY not in table.column_names:
         ids = _string_array(table.column("example_id"))
         known = register_example_ids(run_dir, example_ids if example_ids is not None else ids)
@@ -195,6 +214,8 @@ def compact_shard(
 
 
 def _shard_options(table: pa.Table) -> dict[str, Any]:
+    import pyarrow as pa
+
     floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
     encoding = {name: "BYTE_STREAM_SPLIT" for name in floats}
     if SHARD_KEY in table.column_names:
@@ -217,6 +238,52 @@ def write_shard(
     table = compact_shard(run_dir, table, example_ids)
     path = shard_path(run_dir, epoch, rank)
     write_parquet_atomic(table, path, **_shard_options(table))
+    return path
+
+
+# The same layout written by DuckDB from a query (an import computes its shards in SQL): COPY to a temp name, then
+# rename. Parquet format version 2 gives the encodings chosen above (delta for the index, byte-stream-split for the
+# floats; dictionaries for the other columns).
+_COPY_OPTIONS = "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2"
+
+
+def _copy_atomic(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    con.execute(f"COPY ({sql}) TO {sql_path(tmp)} ({_COPY_OPTIONS})")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def copy_example_ids(con: duckdb.DuckDBPyConnection, sql: str, run_dir: Path) -> None:
+    """Write a new run's id list from a query of (example_idx, example_id) rows, indexes 0..n-1 (the run has no
+    list yet: register_example_ids extends one)."""
+    if ids_path(run_dir).exists():
+        raise FileExistsError(f"{ids_path(run_dir)}: the run has an id list already")
+    _copy_atomic(
+        con,
+        f"SELECT {SHARD_KEY}::INTEGER AS {SHARD_KEY}, example_id::VARCHAR AS example_id FROM ({sql}) "
+        f"ORDER BY {SHARD_KEY}",
+        ids_path(run_dir),
+    )
+
+
+def copy_shard(con: duckdb.DuckDBPyConnection, sql: str, run_dir: Path, epoch: int, rank: int) -> Path:
+    """Write one rank's shard of one epoch from a query whose rows carry `example_idx` (indexes into the run's id
+    list) and the other dynamics columns, in the compact layout of compact_shard: epoch, rank and the index as
+    INTEGER, floating point as FLOAT, rows sorted by the index."""
+    select = []
+    for name, dtype, *_ in con.execute(f"DESCRIBE ({sql})").fetchall():
+        quoted = '"' + name.replace('"', '""') + '"'
+        if name in ("epoch", "rank", SHARD_KEY):
+            select.append(f"{quoted}::INTEGER AS {quoted}")
+        elif dtype in ("DOUBLE", "FLOAT"):
+            select.append(f"{quoted}::FLOAT AS {quoted}")
+        else:
+            select.append(quoted)
+    path = shard_path(run_dir, epoch, rank)
+    _copy_atomic(con, f"SELECT {', '.join(select)} FROM ({sql}) ORDER BY {SHARD_KEY}", path)
     return path
 
 
@@ -250,6 +317,8 @@ def parquet_sql(paths: Sequence[Path]) -> str:
 
 def shard_schema(paths: Sequence[Path]) -> dict[str, pa.DataType]:
     """The union of the shards' columns (name -> stored type; the first shard's type where they differ)."""
+    import pyarrow.parquet as pq
+
     columns: dict[str, pa.DataType] = {}
     for path in paths:
         for f in pq.read_schema(path):
@@ -260,6 +329,8 @@ def shard_schema(paths: Sequence[Path]) -> dict[str, pa.DataType]:
 def shard_view_sql(paths: Sequence[Path], columns: dict[str, pa.DataType] | None = None) -> str:
     """A relation over the given shards with the logical dynamics columns (example_id string, DOUBLE values),
     whichever layout they were written in. `columns` is `shard_schema(paths)` when the caller has it."""
+    import pyarrow as pa
+
     columns = shard_schema(paths) if columns is None else columns
     compact, legacy = SHARD_KEY in columns, "example_id" in columns
     src = parquet_sql(paths)

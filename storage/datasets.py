@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from storage.catalog import transaction
 
-EXAMPLE_SCHEMA = pa.schema(
-    [
-        ("example_id", pa.string()),
-        ("row_idx", pa.int64()),
-        ("text", pa.string()),
-        ("text_pair", pa.string()),
-        ("label", pa.int32()),
-        ("label_name", pa.string()),
-        ("answers", pa.string()),
-        ("is_impossible", pa.bool_()),
-        ("title", pa.string()),
-        ("orig_id", pa.string()),
-    ]
-)
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    EXAMPLE_SCHEMA: pa.Schema  # the catalog's example columns (made on first use: see example_schema)
+
+
+@functools.cache
+def example_schema() -> pa.Schema:
+    """The catalog's example columns as an Arrow schema (`EXAMPLE_SCHEMA`). A function, so that importing this
+    module does not import pyarrow: a command that only reads the catalog starts without it."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("example_id", pa.string()),
+            ("row_idx", pa.int64()),
+            ("text", pa.string()),
+            ("text_pair", pa.string()),
+            ("label", pa.int32()),
+            ("label_name", pa.string()),
+            ("answers", pa.string()),
+            ("is_impossible", pa.bool_()),
+            ("title", pa.string()),
+            ("orig_id", pa.string()),
+        ]
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EXAMPLE_SCHEMA":
+        return example_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -59,7 +77,8 @@ def write_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, replace: bo
 
 def insert_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, replace: bool = False) -> int:
     """`write_dataset` inside the caller's transaction (sync folds a generated dataset into its own)."""
-    table = spec.examples.select(EXAMPLE_SCHEMA.names).cast(EXAMPLE_SCHEMA)
+    schema = example_schema()
+    table = spec.examples.select(schema.names).cast(schema)
     if dataset_exists(con, spec.name):
         if not replace:
             raise DatasetExistsError(

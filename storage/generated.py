@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storage.artifacts import BrokenRunError, write_json_atomic, write_parquet_atomic
 from storage.datasets import DatasetSpec, dataset_exists, insert_dataset
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PROVENANCE_COLUMNS = (
     "example_id",
@@ -88,7 +89,7 @@ def sync_generated(
             task=str(summary.get("task") or "qa"),
             source=f"generate:{run_id}",
             format="generated",
-            examples=pq.read_table(examples_path),
+            examples=_read_parquet(examples_path),
             is_pair=bool(summary.get("is_pair", True)),
             version=summary.get("version"),
             label_names=summary.get("label_names"),
@@ -109,14 +110,24 @@ def sync_generated(
     return True
 
 
-_RECORD_TYPES = {
-    "prompt_version": pa.int32(),
-    "prompt_tokens": pa.int32(),
-    "completion_tokens": pa.int32(),
-    "cached": pa.bool_(),
-    "accepted": pa.bool_(),
-}
-RECORD_SCHEMA = pa.schema([(c, _RECORD_TYPES.get(c, pa.string())) for c in PROVENANCE_COLUMNS])
+def _read_parquet(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq  # here, not at the top: a command that only reads the catalog does without
+
+    return pq.read_table(path)
+
+
+def record_schema() -> pa.Schema:
+    """The provenance records' columns (strings but for these)."""
+    import pyarrow as pa
+
+    types = {
+        "prompt_version": pa.int32(),
+        "prompt_tokens": pa.int32(),
+        "completion_tokens": pa.int32(),
+        "cached": pa.bool_(),
+        "accepted": pa.bool_(),
+    }
+    return pa.schema([(c, types.get(c, pa.string())) for c in PROVENANCE_COLUMNS])
 
 
 def write_generated(
@@ -124,9 +135,11 @@ def write_generated(
 ) -> None:
     """The dataset files for sync: the examples (catalog example columns), every record with its provenance
     (accepted or rejected), and the summary last (its presence marks the dataset complete)."""
-    from storage.datasets import EXAMPLE_SCHEMA
+    import pyarrow as pa
+
+    from storage.datasets import example_schema
 
     examples_path, records_path, summary_path = generated_paths(run_dir)
-    write_parquet_atomic(pa.Table.from_pylist(examples, schema=EXAMPLE_SCHEMA), examples_path)
-    write_parquet_atomic(pa.Table.from_pylist(records, schema=RECORD_SCHEMA), records_path)
+    write_parquet_atomic(pa.Table.from_pylist(examples, schema=example_schema()), examples_path)
+    write_parquet_atomic(pa.Table.from_pylist(records, schema=record_schema()), records_path)
     write_json_atomic(summary_path, summary)

@@ -41,7 +41,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 
 from storage.artifacts import (
     SHARD_KEY,
@@ -283,6 +282,8 @@ def _n_keys(paths: Sequence[Path]) -> int | None:
     columns = shard_schema(paths) if paths else {}
     if SHARD_KEY not in columns or "example_id" in columns:
         return None
+    import pyarrow.parquet as pq
+
     ids = ids_path_of_shard(paths[0])
     return pq.ParquetFile(ids).metadata.num_rows if ids.is_file() else None
 

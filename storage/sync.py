@@ -10,6 +10,7 @@ reported (`SyncReport.broken`); on a catalog opened read-only (an unwritable wor
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import ChainMap
@@ -17,11 +18,9 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storage.artifacts import (
     ARTIFACT_KINDS,
@@ -42,6 +41,9 @@ from storage.generated import generated_paths, read_generated_summary, sync_gene
 from storage.jsontext import dumps_json
 from storage.metrics import materialise_metrics
 from storage.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 
 @dataclass
@@ -147,6 +149,19 @@ _CATALOG_TROUBLE = (
 )
 
 
+def _run_file_errors() -> tuple[type[BaseException], ...]:
+    """What reading a run's files may raise: OS, value and DuckDB errors, and Arrow's once pyarrow is loaded (the
+    readers that need it import it: a sync with nothing new to read does without)."""
+    arrow = sys.modules.get("pyarrow")
+    return (OSError, ValueError, duckdb.Error) + ((arrow.ArrowException,) if arrow is not None else ())
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path)
+
+
 def _sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
     report = SyncReport()
     if is_read_only(con):
@@ -175,7 +190,7 @@ def _sync(ws: Workspace, con: duckdb.DuckDBPyConnection) -> SyncReport:
         except BrokenRunError as exc:
             report.broken[run_id] = exc.reason
             continue
-        except (OSError, ValueError, pa.ArrowException, duckdb.Error) as exc:
+        except _run_file_errors() as exc:
             if isinstance(exc, _CATALOG_TROUBLE) and str(run_dir) not in str(exc):
                 raise  # not about this run's files: the catalog itself (disk full, interrupted), for the caller
             report.broken[run_id] = f"{type(exc).__name__}: {exc}".replace(str(ws.root) + "/", "")[:500]
@@ -236,7 +251,7 @@ def _sync_run(
         rel = _relative(ws, path)
         if rel in registered:
             continue
-        n_rows = pq.ParquetFile(path).metadata.num_rows
+        n_rows = _parquet_file(path).metadata.num_rows
         con.execute(
             "INSERT INTO artifacts (path, run_id, kind, epoch, rank, n_rows) VALUES (?, ?, 'dynamics', ?, ?, ?)",
             [rel, run_id, epoch, rank, n_rows],
@@ -262,7 +277,7 @@ def _sync_run(
         con.execute(
             """INSERT INTO artifacts (path, run_id, kind, eval_set, n_rows, source_mtime)
                VALUES (?, ?, 'eval', ?, ?, ?)""",
-            [rel, run_id, eval_set, pq.ParquetFile(path).metadata.num_rows, mtime],
+            [rel, run_id, eval_set, _parquet_file(path).metadata.num_rows, mtime],
         )
         registered[rel] = mtime
         report.evals_registered += 1
@@ -322,7 +337,7 @@ def _sync_attack(
         ],
     )
     src = "'" + results.as_posix().replace("'", "''") + "'"
-    names = set(pq.ParquetFile(results).schema_arrow.names)
+    names = set(_parquet_file(results).schema_arrow.names)
     # attacks written before QA attacks existed have no QA columns: NULL there
     qa = ", ".join(c if c in names else f"NULL AS {c}" for c in QA_ATTACK_COLUMNS)
     con.execute(
@@ -337,7 +352,7 @@ def _sync_attack(
     con.execute(
         """INSERT INTO artifacts (path, run_id, kind, n_rows, source_mtime)
            VALUES (?, ?, 'attack', ?, ?)""",
-        [rel, run_id, pq.ParquetFile(results).metadata.num_rows, mtime],
+        [rel, run_id, _parquet_file(results).metadata.num_rows, mtime],
     )
     registered[rel] = mtime
     report.attacks_registered += 1

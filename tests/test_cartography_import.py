@@ -285,9 +285,10 @@ def test_clear_errors_name_file_and_line(ws: Workspace, cli, setup, tmp_path: Pa
 
 
 def test_the_fast_reader_is_as_strict_as_the_line_reader(tmp_path: Path) -> None:
-    """DuckDB's JSON reader would cast quietly what its type sample did not see (a float gold to an integer, a
-    boolean or string logit to a number); types are detected over the whole file, so such a record far down a
-    large file still gets the line reader's message. What the line reader accepts is still read."""
+    """DuckDB's JSON reader, given the column types, would cast quietly a value of another type (a float or string
+    gold to an integer, a boolean or string logit to a number); the fast reader checks every record's JSON types
+    (and the logits' raw text), so such a record far down a large file still gets the line reader's message. What
+    the line reader accepts is still read."""
     import duckdb
 
     from engine.importing.cartography import load_epoch
@@ -311,6 +312,14 @@ def test_the_fast_reader_is_as_strict_as_the_line_reader(tmp_path: Path) -> None
             "guid must be a string",
         ),
         "null_logit": ('{"guid": 99999, "logits_epoch_0": [0.5, null, -2.0], "gold": 1}', "list of numbers"),
+        "string_gold": (
+            '{"guid": 99999, "logits_epoch_0": [0.5, 1.5, -2.0], "gold": "1"}',
+            "gold must be a class",
+        ),
+        "float_guid": (
+            '{"guid": 1.5, "logits_epoch_0": [0.5, 1.5, -2.0], "gold": 1}',
+            "guid must be a string",
+        ),
     }
     for name, (bad, message) in cases.items():
         path = write(name, good[:24_000] + [bad] + good[24_000:])
@@ -318,7 +327,7 @@ def test_the_fast_reader_is_as_strict_as_the_line_reader(tmp_path: Path) -> None
             load_epoch(con, path, 0, None)
         assert f"{path}:24001" in str(info.value) and message in str(info.value), (name, str(info.value))
 
-    # mixed integer and string guids: not one column type, so the line reader reads it (str(guid), as before)
+    # mixed integer and string guids: each reads as str(guid), as the line reader gives it
     mixed = write("mixed", good[:3] + ['{"guid": "s-1", "logits_epoch_0": [1, 2, 3], "gold": 2}'])
     # blank lines and CRLF endings: the fast reader keeps the file's record order
     crlf = write("crlf", [good[2], "", good[0] + "\r", "   ", good[1]])

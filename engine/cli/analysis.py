@@ -32,7 +32,7 @@ from engine.cli.common import (
     get_workspace,
     json_option,
     print_json,
-    stderr,
+    stderr_console,
     user_errors,
     workspace_option,
 )
@@ -292,6 +292,7 @@ def import_dynamics_cmd(
     from engine.importing.cartography import import_cartography
 
     ws = get_workspace(workspace)
+    stderr = stderr_console()
     with stderr.status(f"reading {directory} ..."):
         result = import_cartography(ws, directory, dataset, run_name)
     if as_json:

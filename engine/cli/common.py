@@ -9,13 +9,10 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import duckdb
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from engine.errors import BadInputError
 from storage.artifacts import BrokenRunError
@@ -33,12 +30,37 @@ from storage.queries import ReadOnlyViolation
 from storage.sync import SyncReport, sync
 from storage.workspace import WORKSPACE_ENV, Workspace, resolve_workspace
 
-stderr = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    stderr: Console  # `from engine.cli.common import stderr`: rich's console on stderr (module __getattr__)
+
+_stderr: Console | None = None
+
+
+def stderr_console() -> Console:
+    """rich's console on stderr, made on first use: a command that prints nothing there does not import rich."""
+    global _stderr
+    if _stderr is None:
+        from rich.console import Console
+
+        _stderr = Console(stderr=True)
+    return _stderr
+
+
+def __getattr__(name: str) -> Any:
+    if name == "stderr":
+        return stderr_console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fail(message: str, code: int = 2) -> None:
+    from rich.text import Text
+
     # Text, not markup: a message quotes user input, where a '[' must stay a '['
-    stderr.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    stderr_console().print(
+        Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True
+    )
     sys.exit(code)
 
 
@@ -91,8 +113,12 @@ _noted: set[str] = set()
 def note_once(message: str) -> None:
     """A note on stderr (never stdout: --json output stays one document), once per process."""
     if message not in _noted:
+        from rich.text import Text
+
         _noted.add(message)
-        stderr.print(Text.assemble(("note:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+        stderr_console().print(
+            Text.assemble(("note:", "yellow"), " ", message), highlight=False, soft_wrap=True
+        )
 
 
 def report_sync(ws: Workspace, report: SyncReport) -> None:
@@ -128,6 +154,9 @@ def print_json(obj: Any) -> None:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
     for col in columns:
         table.add_column(col, overflow="fold")

@@ -37,18 +37,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine.errors import BadInputError
 from engine.importing.files import check_directory, check_regular_file, describe, json_too_deep, read_text
-from storage.artifacts import (
-    SHARD_KEY,
-    append_event,
-    register_example_ids,
-    sql_path,
-    write_config,
-    write_shard,
-)
+from storage.artifacts import SHARD_KEY, append_event, copy_example_ids, copy_shard, sql_path, write_config
 from storage.catalog import open_catalog
 from storage.sync import sync
 from storage.workspace import Workspace
@@ -194,65 +186,99 @@ def _scan_lines(
     return guids, logits, golds
 
 
-_GUID_TYPES = ("BIGINT", "UBIGINT", "VARCHAR")
-_GOLD_TYPES = ("BIGINT", "UBIGINT")
-_LOGIT_TYPES = ("DOUBLE[]", "BIGINT[]", "UBIGINT[]")
+# What each field may be, as DuckDB's json_type names a value: a guid is a string or an integer, gold an integer.
+_GUID_TYPES = ("UBIGINT", "BIGINT", "VARCHAR")
+_GOLD_TYPES = ("UBIGINT", "BIGINT")
+# An array holding anything but number characters (a string, true, false, null, NaN, a nested array or object):
+# given the column type DOUBLE[], DuckDB's reader would cast such a logit quietly ("3" and true to numbers), so a
+# file where this matches goes to the line reader. It over-approximates (an array in another field matches too),
+# which costs only speed.
+_NON_NUMBER_ARRAY = r"\[[-+0-9.eE,\s]*[^-+0-9.eE,\s\]]"
+# The shard columns computed per record (besides epoch, rank and the example index).
+SHARD_COLUMNS = ("gold_prob", "correct", "loss", "margin", "el2n", "prediction")
 
 
 def _epoch_table(epoch: int) -> str:
     return f"epoch_{int(epoch)}"
 
 
-def _fast_load(con: duckdb.DuckDBPyConnection, path: Path, epoch: int, n_classes: int | None) -> int | None:
-    """DuckDB's own JSON reader into table epoch_N (guid VARCHAR, logits DOUBLE[], gold BIGINT; rowid = the
-    record's position in the file), checked column-wise; returns the number of classes, or None when anything
-    is off (the caller rescans for the line).
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
-    The types are detected over the whole file (sample_size = -1), so a value of another type anywhere (a
-    float gold, a string or boolean logit, a guid that is neither string nor integer) shows in the column's
-    type instead of being cast quietly."""
+
+def records_sql(source: str) -> str:
+    """Per record of `source` (guid, logits, gold, typed), in its order: guid, gold, what the checks need (width =
+    number of logits, n_values = how many are not null, finite, typed) and the shard columns, computed from the
+    logits: gold_prob = softmax[gold], correct = first argmax = gold, loss = -log gold_prob, margin = gold logit -
+    largest other, el2n = ||softmax - onehot(gold)||_2, prediction = the argmax class index. Out-of-range gold or
+    bad logits give NULLs or NaNs here, never an error: the checks reject such records."""
+    return f"""
+        WITH r AS (SELECT guid, gold, typed, logits AS l, gold + 1 AS g, list_max(logits) AS m FROM ({source})),
+        s AS (SELECT *, list_sum(list_transform(l, lambda x: exp(x - m))) AS z, list_position(l, m) AS p FROM r)
+        SELECT
+            guid,
+            gold,
+            len(l) AS width,
+            list_count(l) AS n_values,
+            isfinite(list_sum(l)) AS finite,
+            typed,
+            exp(l[g] - m) / z AS gold_prob,
+            p = g AS correct,
+            ln(z) - (l[g] - m) AS loss,
+            CASE WHEN len(l) > 1 THEN l[g] - list_max(list_filter(l, lambda x, i: i <> g)) ELSE 0 END AS margin,
+            sqrt(list_sum(list_transform(l, lambda x, i: pow(exp(x - m) / z - (i = g)::DOUBLE, 2)))) AS el2n,
+            (p - 1)::VARCHAR AS prediction
+        FROM s
+    """
+
+
+def _fast_load(con: duckdb.DuckDBPyConnection, path: Path, epoch: int, n_classes: int | None) -> int | None:
+    """DuckDB's own JSON reader into table epoch_N (see load_epoch), checked column-wise; returns the number of
+    classes, or None when anything is off (the caller rescans for the line).
+
+    The reader is given the column types (no type detection pass): guid and gold as JSON, so that their JSON type
+    is checked on every record (a float or string gold, a boolean guid would otherwise be cast quietly), and the
+    logits as DOUBLE[], after a scan of the raw text for arrays holding anything but numbers (see
+    _NON_NUMBER_ARRAY). A guid reads as its string or its integer's digits, as str() of the line reader's value.
+    The shard columns are computed in the same pass: the logits themselves are never stored."""
     field_name = f"logits_epoch_{epoch}"
-    logits = '"' + field_name + '"'
+    table = _epoch_table(epoch)
+    columns = f"{{'guid': 'JSON', {_sql_string(field_name)}: 'DOUBLE[]', 'gold': 'JSON'}}"
+    source = f"""
+        SELECT guid ->> '$' AS guid, "{field_name}" AS logits, TRY_CAST(gold AS BIGINT) AS gold,
+               json_type(guid) IN {_GUID_TYPES} AND json_type(gold) IN {_GOLD_TYPES} AS typed
+        FROM read_json({sql_path(path)}, format = 'newline_delimited', records = true, columns = {columns})
+    """
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM read_json({sql_path(path)}, "
-            "format = 'newline_delimited', records = true, sample_size = -1)"
-        )
-        types = {row[0]: row[1] for row in con.execute("DESCRIBE raw").fetchall()}
-        if (
-            types.get("guid") not in _GUID_TYPES
-            or types.get("gold") not in _GOLD_TYPES
-            or types.get(field_name) not in _LOGIT_TYPES
-        ):
+        (non_number,) = con.execute(
+            f"SELECT regexp_matches(content, {_sql_string(_NON_NUMBER_ARRAY)}) FROM read_text({sql_path(path)})"
+        ).fetchall()[0]
+        if non_number:
             return None
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {records_sql(source)}")
         rows = con.execute(
-            f"""SELECT count(*), count(guid), count({logits}), count(gold), min(len({logits})),
-                       max(len({logits})), bool_or(list_count({logits}) <> len({logits})), min(gold), max(gold),
-                       count(DISTINCT guid),
-                       bool_or(len(list_filter({logits}, lambda x: NOT isfinite(x::DOUBLE))) > 0)
-                FROM raw"""
+            f"""SELECT count(*), count(guid), count(width), count(gold), count(DISTINCT guid), bool_and(typed),
+                       bool_and(finite), bool_or(n_values <> width), min(width), max(width), min(gold), max(gold)
+                FROM {table}"""
         ).fetchall()
-    except duckdb.Error:  # every read error: bad JSON, a line that is not an object, ...
+    except duckdb.Error:  # every read error: bad JSON, a line that is not an object, a nested logit, ...
         return None
-    n, n_guid, n_logits, n_gold, shortest, width, null_logit, low, high, distinct, non_finite = rows[0]
-    if not n or not (n == n_guid == n_logits == n_gold == distinct) or null_logit or non_finite:
+    n, n_guid, n_logits, n_gold, distinct, typed, finite, null_logit, shortest, width, low, high = rows[0]
+    # a NaN or infinite logit makes its list's sum non-finite (so can a sum of huge finite ones: the line reader
+    # then reads the file, and accepts it)
+    if not n or not (n == n_guid == n_logits == n_gold == distinct) or not typed or not finite or null_logit:
         return None
     if shortest != width or not width or (n_classes is not None and width != n_classes):
         return None
     if low < 0 or high >= width:
         return None
-    con.execute(
-        f"""CREATE OR REPLACE TABLE {_epoch_table(epoch)} AS
-            SELECT guid::VARCHAR AS guid, {logits}::DOUBLE[] AS logits, gold::BIGINT AS gold FROM raw"""
-    )
-    con.execute("DROP TABLE raw")
     return int(width)
 
 
 def load_epoch(con: duckdb.DuckDBPyConnection, path: Path, epoch: int, n_classes: int | None) -> int:
-    """Read and check one dynamics_epoch_N.jsonl file into table epoch_N of `con`'s database (guid VARCHAR,
-    logits DOUBLE[], gold BIGINT; rowid = the record's position in the file); returns the number of classes.
-    Raises BadInputError naming the file and line of the first problem."""
+    """Read and check one dynamics_epoch_N.jsonl file into table epoch_N of `con`'s database, one row per record
+    in file order (rowid = the record's position): guid VARCHAR, gold BIGINT and the shard columns (records_sql);
+    returns the number of classes. Raises BadInputError naming the file and line of the first problem."""
     width = _fast_load(con, path, epoch, n_classes)
     if width is not None:
         return width
@@ -266,7 +292,10 @@ def load_epoch(con: duckdb.DuckDBPyConnection, path: Path, epoch: int, n_classes
     )
     con.register("scanned", scanned)
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {_epoch_table(epoch)} AS SELECT * FROM scanned")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {_epoch_table(epoch)} AS "
+            f"{records_sql('SELECT guid, logits, gold, true AS typed FROM scanned')}"
+        )
     finally:
         con.unregister("scanned")
     return len(logits[0])
@@ -319,29 +348,13 @@ def _keyed_table(epoch: int) -> str:
 
 
 def shard_sql(epoch: int) -> str:
-    """The shard rows of one epoch (epoch 0's table, or a later epoch's records keyed by `_key_epochs`), computed
-    from the logits in SQL, sorted by the example index."""
-    source = (  # rowid is the record's position in epoch 0's file, which is the index
-        f"SELECT rowid::INTEGER AS {SHARD_KEY}, logits, gold FROM {_epoch_table(0)}"
-        if epoch == 0
-        else f"SELECT {SHARD_KEY}, logits, gold FROM {_keyed_table(epoch)}"
-    )
-    return f"""
-        WITH r AS (SELECT {SHARD_KEY}, logits AS l, gold + 1 AS g, list_max(logits) AS m FROM ({source})),
-        s AS (SELECT *, list_sum(list_transform(l, lambda x: exp(x - m))) AS z, list_position(l, m) AS p FROM r)
-        SELECT
-            {int(epoch)}::INTEGER AS epoch,
-            0::INTEGER AS rank,
-            {SHARD_KEY},
-            exp(l[g] - m) / z AS gold_prob,
-            p = g AS correct,
-            ln(z) - (l[g] - m) AS loss,
-            CASE WHEN len(l) > 1 THEN l[g] - list_max(list_filter(l, lambda x, i: i <> g)) ELSE 0 END AS margin,
-            sqrt(list_sum(list_transform(l, lambda x, i: pow(exp(x - m) / z - (i = g)::DOUBLE, 2)))) AS el2n,
-            (p - 1)::VARCHAR AS prediction
-        FROM s
-        ORDER BY {SHARD_KEY}
-    """
+    """The shard rows of one epoch: epoch 0's records (their position in its file is the example index) or a later
+    epoch's, keyed by `_key_epochs`."""
+    if epoch == 0:
+        source, key = _epoch_table(0), f"rowid::INTEGER AS {SHARD_KEY}"
+    else:
+        source, key = _keyed_table(epoch), SHARD_KEY
+    return f"SELECT {int(epoch)} AS epoch, 0 AS rank, {key}, {', '.join(SHARD_COLUMNS)} FROM {source}"
 
 
 def _first(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
@@ -387,7 +400,8 @@ def _key_epochs(con: duckdb.DuckDBPyConnection, files: list[tuple[int, Path]], d
         with con.cursor() as cur:
             cur.execute(
                 f"""CREATE OR REPLACE TABLE {_keyed_table(epoch)} AS
-                    SELECT e.rowid AS pos, e.guid, i.{SHARD_KEY}, e.logits, e.gold, i.gold AS gold0
+                    SELECT e.rowid AS pos, e.guid, i.{SHARD_KEY}, e.gold, i.gold AS gold0,
+                           {", ".join(f"e.{c}" for c in SHARD_COLUMNS)}
                     FROM {_epoch_table(epoch)} e LEFT JOIN ids i ON i.example_id = e.guid"""
             )
             outside, differ = cur.execute(
@@ -463,8 +477,7 @@ def import_cartography(
         n_classes = load_epochs(mem, files)
         mem.register("known", known)
         _key_epochs(mem, files, dataset)
-        first_ids = mem.sql(f"SELECT example_id FROM ids ORDER BY {SHARD_KEY}").to_arrow_table()
-        n_examples = first_ids.num_rows
+        (n_examples,) = mem.execute("SELECT count(*) FROM ids").fetchall()[0]
         differ, labelled = mem.execute(
             """SELECT count(*) FILTER (WHERE i.gold <> k.label), count(*)
                FROM ids i JOIN known k ON k.example_id = i.example_id WHERE k.label IS NOT NULL"""
@@ -485,13 +498,15 @@ def import_cartography(
                 n_epochs=n_epochs,
                 message="importing cartography dynamics",
             )
-            register_example_ids(run_dir, first_ids.column("example_id"))
+            copy_example_ids(mem, f"SELECT {SHARD_KEY}, example_id FROM ids", run_dir)
 
             def write(epoch: int) -> float:
                 with mem.cursor() as cur:
-                    table = cur.sql(shard_sql(epoch)).to_arrow_table()
-                write_shard(run_dir, epoch, 0, table)
-                return float(pc.mean(table.column("correct").cast(pa.float64())).as_py())
+                    copy_shard(cur, shard_sql(epoch), run_dir, epoch, 0)
+                    (accuracy,) = cur.execute(
+                        f"SELECT avg(correct::DOUBLE) FROM {_epoch_table(epoch)}"
+                    ).fetchall()[0]
+                return float(accuracy)
 
             with ThreadPoolExecutor(_workers(n_epochs)) as pool:  # shards in parallel, events in order
                 accuracy = list(pool.map(write, [epoch for epoch, _ in files]))
