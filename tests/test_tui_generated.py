@@ -35,6 +35,7 @@ from tui_app.screens.datamap import DataMapScreen
 from tui_app.screens.detail import DetailScreen
 from tui_app.screens.examples import ExamplesScreen
 from tui_app.screens.jobs import JobForm, JobsScreen
+from tui_app.screens.rejected import RejectedScreen
 
 pytest_plugins = ["tests.llm_fixtures", "tests.real_run_fixtures", "tests.tui_fixtures"]
 
@@ -186,6 +187,20 @@ async def test_generated_examples_show_parent_and_provenance(gen_ws: Workspace) 
         shown = " ".join((panel_text(detail, "#provenance") + " " + beside).split())
         for part in expected_provenance_parts(record, parent):
             assert part in shown, (part, shown)
+
+        # v on the list: the rejected records with their reasons, each with its provenance and parent
+        await pilot.press("escape", "v")
+        await settle(app, pilot)
+        listed = app.screen
+        assert isinstance(listed, RejectedScreen)
+        assert await wait_until(app, pilot, lambda: listed.provenance is not None, timeout=15), app.errors
+        assert [(r["example_id"], r["reason"]) for r in listed.rows] == sorted(
+            ((r["example_id"], r["reason"]) for r in rejected), key=lambda t: (t[1], t[0])
+        )
+        first_rejected = by_id[listed.rows[0]["example_id"]]
+        panel = " ".join(panel_text(listed, "#rejected-provenance").split())
+        for part in expected_provenance_parts(first_rejected, parents[first_rejected["parent_example_id"]]):
+            assert part in panel, (part, panel)
     assert not app.errors
 
 
@@ -268,3 +283,88 @@ async def test_map_of_a_qa_run_says_augment_region_is_for_classification(tui_ws:
         assert isinstance(app.screen, DataMapScreen)  # no form opened
         said = " ".join(str(n.message) for n in app._notifications)
         assert "augment-region rewrites classification examples; run squad-run is a qa run" in said, said
+
+
+# ---- snapshots of the provenance views at 80x24 (fixed data: a generated dataset written as a job writes it) ----
+
+
+def write_generated_qa(ws: Workspace, parent_dataset: str, name: str) -> None:
+    """A generate job's run folder for a QA dataset made from the first three questions of `parent_dataset`: two
+    kept (a question reworded on the parent's context), one rejected; then synced, as after a real job."""
+    from storage.artifacts import append_event, write_config
+    from storage.generated import write_generated
+    from tests.tui_helpers import FIXED_TS, sync_ws
+
+    parents = [r for r in examples(ws, parent_dataset)[:3]]
+    run_dir = ws.run_dir("gen-squad-fixed")
+    rows, records = [], []
+    for i, parent in enumerate(parents):
+        accepted = i < 2
+        example_id = f"{parent['example_id']}/g0"
+        text = f"In other words: {parent['text']}"
+        records.append(
+            {
+                "example_id": example_id, "pipeline": "qa-from-context", "model": "smollm2",
+                "prompt_id": "qa-from-context", "prompt_version": 1, "parent_dataset": parent_dataset,
+                "parent_example_id": parent["example_id"], "endpoint_host": "127.0.0.1", "prompt_tokens": 180 + i,
+                "completion_tokens": 40 + i, "cached": i == 1, "accepted": accepted,
+                "reason": None if accepted else "answer-not-in-context",
+                "verdicts": json.dumps({"substring": {"found": accepted}}), "text": text,
+                "text_pair": parent["text_pair"], "answers": parent["answers"],
+            }
+        )  # fmt: skip
+        if accepted:
+            rows.append(
+                {
+                    "example_id": example_id, "row_idx": len(rows), "text": text, "text_pair": parent["text_pair"],
+                    "label": None, "label_name": None, "answers": parent["answers"], "is_impossible": False,
+                    "title": None, "orig_id": None,
+                }
+            )  # fmt: skip
+    append_event(run_dir, "state", status="running", pid=0)
+    write_generated(
+        run_dir,
+        rows,
+        records,
+        {"dataset": name, "task": "qa", "version": "v1.1", "is_pair": True, "parent_dataset": parent_dataset,
+         "pipeline": "qa-from-context", "accepted": len(rows), "rejected": {"answer-not-in-context": 1}},
+    )  # fmt: skip
+    append_event(run_dir, "state", status="done")
+    write_config(
+        run_dir,
+        {"kind": "generate", "dataset": parent_dataset, "created_at": FIXED_TS + 300, "artifacts": ["generated"],
+         "pipeline": "qa-from-context", "from": parent_dataset, "name": name},
+    )  # fmt: skip
+    sync_ws(ws)
+
+
+async def test_snapshots_of_generated_qa_examples(tui_ws: Workspace) -> None:
+    from tests.conftest import DATA_DIR
+    from tests.tui_helpers import check_snapshot, normalise, screen_text
+
+    write_generated_qa(tui_ws, "squad-dev", "squad-gen")
+    app = make_app(tui_ws)
+    shots = {}
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.open_examples(dataset="squad-gen")
+        await settle(app, pilot, rounds=3)
+        screen = app.screen
+        assert isinstance(screen, ExamplesScreen)
+        assert await wait_until(app, pilot, lambda: screen.provenance is not None, timeout=15), app.errors
+        await settle(app, pilot)
+        shots["generated-examples"] = normalise(screen_text(app), DATA_DIR)
+        await pilot.press("enter")
+        await settle(app, pilot, rounds=3)
+        assert isinstance(app.screen, DetailScreen) and app.screen.provenance is not None
+        shots["generated-detail"] = normalise(screen_text(app), DATA_DIR)
+        await pilot.press("escape", "v")
+        await settle(app, pilot, rounds=3)
+        assert isinstance(app.screen, RejectedScreen)
+        assert await wait_until(app, pilot, lambda: app.screen.provenance is not None, timeout=15)
+        await settle(app, pilot)
+        shots["generated-rejected"] = normalise(screen_text(app), DATA_DIR)
+        assert not app.errors
+    assert "rejected (answer-not-in-context 1)" in shots["generated-examples"]
+    for name, text in shots.items():
+        check_snapshot(f"{name}-80x24", text)

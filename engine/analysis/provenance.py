@@ -145,3 +145,18 @@ def free_dataset_name(con: duckdb.DuckDBPyConnection, wanted: str) -> str:
         k += 1
         name = f"{wanted}-{k}"
     return name
+
+
+REJECTED_LIMIT = 1000  # rows the rejected list reads; the summary counts them all
+
+
+def rejected_records(
+    con: duckdb.DuckDBPyConnection, dataset: str, limit: int = REJECTED_LIMIT
+) -> list[dict[str, Any]]:
+    """The generated dataset's rejected records (never in `examples`): id, reason and text, by reason then id."""
+    cur = con.execute(
+        """SELECT example_id, reason, text FROM generation_provenance WHERE dataset = ? AND NOT accepted
+           ORDER BY reason, example_id LIMIT ?""",
+        [dataset, int(limit)],
+    )
+    return rows_as_dicts(cur)

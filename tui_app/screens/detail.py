@@ -153,7 +153,7 @@ class DetailScreen(BaseScreen):
     DetailScreen #body-row { height: auto; }
     DetailScreen #body { width: 1fr; height: auto; padding: 1 1 0 1; }
     DetailScreen #parent { width: 1fr; height: auto; padding: 1 1 0 1; border-left: solid $panel; display: none; }
-    DetailScreen #provenance { height: auto; padding: 0 1; margin-top: 1; background: $boost; display: none; }
+    DetailScreen #provenance { height: auto; padding: 0 1; border-top: solid $panel; display: none; }
     DetailScreen #legend { height: auto; padding: 0 1; }
     DetailScreen #traj-text { height: auto; padding: 0 1; color: $text-muted; }
     DetailScreen #notes { height: auto; padding: 1 1; }
@@ -182,10 +182,10 @@ class DetailScreen(BaseScreen):
         yield Header()
         with VerticalScroll(id="scroll"):
             yield Static("loading ...", id="head")
-            with Horizontal(id="body-row"):  # a generated example: its parent beside it
+            yield Static("", id="provenance")  # a generated example: how it was made, on the first screen
+            with Horizontal(id="body-row"):  # ... and its parent beside it
                 yield Static("", id="body")
                 yield Static("", id="parent")
-            yield Static("", id="provenance")
             yield Static("", id="legend")
             yield TrajectoryPlot(id="trajectory")
             yield Static("", id="traj-text")

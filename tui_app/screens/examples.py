@@ -155,6 +155,7 @@ class ExamplesScreen(BaseScreen):
         Binding("t", "prompt('tag')", "Tag", id="examples.tag", show=False),
         Binding("x", "clear", "Clear filters", id="examples.clear", show=False),
         Binding("r", "retry", "Retry", id="examples.retry", show=False),
+        Binding("v", "rejected", "Rejected records", id="examples.rejected", show=False),
     ]
     DEFAULT_CSS = """
     ExamplesScreen #url { height: 1; padding: 0 1; background: $boost; }
@@ -166,7 +167,7 @@ class ExamplesScreen(BaseScreen):
     ExamplesScreen #prompt.-active, ExamplesScreen #prompt-label.-active { display: block; }
     ExamplesScreen PageTable { height: 1fr; }
     ExamplesScreen #page-status { height: 1; padding: 0 1; color: $text-muted; }
-    ExamplesScreen #provenance { height: auto; max-height: 8; padding: 0 1; border-top: solid $panel;
+    ExamplesScreen #provenance { height: auto; max-height: 10; padding: 0 1; border-top: solid $panel;
                                  display: none; }
     """
 
@@ -327,7 +328,20 @@ class ExamplesScreen(BaseScreen):
         if generated is None:
             self.provenance = None
         else:
-            panel.update(Text(generated.line()))
+            panel.update(self.summary_text())
+
+    def summary_text(self) -> Text:
+        assert self.generated is not None
+        return Text(self.generated.line() + (" · v lists them" if self.generated.rejected else ""))
+
+    def action_rejected(self) -> None:
+        """A generated dataset's rejected records, with their reasons."""
+        if self.generated is None or self.filter is None:
+            self.notify("only a generated dataset has rejected records", timeout=3)
+            return
+        from tui_app.screens.rejected import RejectedScreen
+
+        self.app.push_screen(RejectedScreen(self.filter.dataset))
 
     def on_page_table_cursor_moved(self, event: PageTable.CursorMoved) -> None:
         event.stop()
@@ -352,7 +366,7 @@ class ExamplesScreen(BaseScreen):
         if message.example_id != table.cursor_key:
             return
         self.provenance = message.provenance
-        text = Text(self.generated.line())
+        text = self.summary_text()
         if message.provenance is None:
             text.append(f"\n{message.example_id}: no provenance record", style="italic")
         else:
