@@ -120,6 +120,10 @@ def test_selection_is_the_sources_and_bad_input_changes_nothing(
         (("--from", DATASET, "--selection", "no-such"), "no selection named 'no-such'"),
         (("--from", HELD, "--selection", SELECTION), f"holds examples of '{DATASET}', not of '{HELD}'"),
         (("--from", HELD, "--region", "hard"), f"trained on '{DATASET}'"),
+        (
+            ("--pipeline", "blend", "--from", DATASET, "--selection", SELECTION),
+            "--selection picks the source",
+        ),
     ):
         result = run_cli(gen_ws, *common, *args, env=ONE_THREAD)
         assert result.code == 2, (args, result.stdout, result.stderr)

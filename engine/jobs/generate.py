@@ -104,7 +104,7 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
     parsed = GENERATE.parse(values)
     config = {**GENERATE.defaults(), **{k: v for k, v in parsed.items() if k != "kind"}}
     if config["pipeline"] in OFFLINE_PIPELINES:
-        for key in ("selection", "region"):
+        for key in ("selection", "region", "bounds"):
             if config.get(key):
                 raise BadInputError(
                     f"--{key} picks the source examples of an LLM pipeline; {config['pipeline']} takes "
