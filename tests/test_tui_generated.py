@@ -29,6 +29,7 @@ from storage.workspace import Workspace
 from tests.conftest import run_cli
 from tests.real_run_fixtures import DATASET, HELD, RealRuns, link_weights_copy_rest
 from tests.test_generate_job import examples, generate, provenance
+from tests.test_tui_demo import stop_jobs  # cancels every live job and waits for each to end
 from tests.tui_helpers import make_app, settle, wait_until
 from tui_app.page_table import PageTable
 from tui_app.screens.datamap import DataMapScreen
@@ -144,8 +145,9 @@ def expected_provenance_parts(row: dict, parent: dict) -> list[str]:
         f"cached {'yes' if row['cached'] else 'no'}",
         "accepted" if row["accepted"] else f"rejected: {row['reason']}",
     ]
-    for name, verdict in json.loads(row["verdicts"]).items():
-        parts.append(f"{name}: " + " ".join(f"{k}={v}" for k, v in verdict.items()))
+    for name, verdict in json.loads(row["verdicts"]).items():  # a request's failure: its detail, a string
+        said = verdict if isinstance(verdict, str) else " ".join(f"{k}={v}" for k, v in verdict.items())
+        parts.append(f"{name}: {said}")
     parts.append(f"parent {row['parent_dataset']}/{row['parent_example_id']} · label {parent['label_name']}")
     return parts
 
@@ -209,18 +211,6 @@ async def test_generated_examples_show_parent_and_provenance(gen_ws: Workspace) 
 
 
 # ---- from the data map --------------------------------------------------------------------------------------
-
-
-def stop_jobs(ws: Workspace) -> None:
-    """Never leave a job process behind: cancel, then wait for each to end."""
-    import time
-
-    for job in engine_jobs.list_jobs(ws):
-        if job["alive"]:
-            engine_jobs.cancel(ws, job["run_id"])
-    deadline = time.monotonic() + 60
-    while any(j["alive"] for j in engine_jobs.list_jobs(ws)) and time.monotonic() < deadline:
-        time.sleep(0.3)
 
 
 async def test_map_sends_the_region_on_screen_to_augment_region(
