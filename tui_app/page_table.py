@@ -82,6 +82,18 @@ class PageTable(ScrollView, can_focus=True):
         def control(self) -> PageTable:
             return self.table
 
+    class CursorMoved(Message):
+        """The cursor is on another row (a new page puts it on the first): for a panel about the row."""
+
+        def __init__(self, table: PageTable, row_key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.row_key = row_key
+
+        @property
+        def control(self) -> PageTable:
+            return self.table
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
         self.columns: list[Column] = []
@@ -113,6 +125,12 @@ class PageTable(ScrollView, can_focus=True):
         self.virtual_size = Size(width, len(self.lines) + 1)
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
+        self.announce_cursor()
+
+    def announce_cursor(self) -> None:
+        key = self.cursor_key
+        if key is not None:
+            self.post_message(self.CursorMoved(self, key))
 
     def clear(self) -> None:
         self.set_page(self.columns, [])
@@ -146,7 +164,10 @@ class PageTable(ScrollView, can_focus=True):
     def move_cursor(self, row: int) -> None:
         if not self.lines:
             return
+        before = self.cursor_row
         self.cursor_row = min(len(self.lines) - 1, max(0, row))
+        if self.cursor_row != before:
+            self.announce_cursor()
         visible = max(1, self.size.height - 1)  # the header takes a line
         top = self.scroll_offset.y
         if self.cursor_row < top:

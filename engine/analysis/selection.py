@@ -283,3 +283,18 @@ def select_examples(
     finally:
         _drop_plan_tables(con)
     return plan.result(name)
+
+
+def region_example_ids(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    region: str,
+    bounds: CartographyBounds | RobustnessBounds,
+) -> list[str]:
+    """The ids of every example of the run that the map puts in `region` under `bounds` (a selection's own rule,
+    `--bounds`); nothing is written."""
+    try:
+        _plan(con, run_id, region, 1.0, False, 0, bounds)
+        return [r[0] for r in con.execute("SELECT example_id FROM picked ORDER BY example_id").fetchall()]
+    finally:
+        _drop_plan_tables(con)

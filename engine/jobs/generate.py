@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from engine.analysis.regions import SELECTION_REGIONS
+from engine.analysis.runs import origin
 from engine.errors import BadInputError
 from engine.generation.client import DEFAULT_KEY_ENV, JSON_MODES, Endpoint, GenerationClient, Outcome
 from engine.generation.pipelines import PIPELINES, Pipeline, Record
@@ -33,12 +36,14 @@ from engine.jobs.generate_offline import (
     prepare_offline,
     run_offline,
 )
+from engine.jobs.generate_sources import restrict_sources
 from engine.jobs.runs import export_dataset, write_run
 from engine.jobs.spec import Field, JobKind
 from storage.artifacts import append_event
 from storage.catalog import open_catalog
 from storage.datasets import dataset_exists
 from storage.generated import generated_dir, write_generated
+from storage.sync import sync
 from storage.workspace import Workspace
 
 SOURCE_FILE = "source.parquet"
@@ -99,6 +104,12 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
     parsed = GENERATE.parse(values)
     config = {**GENERATE.defaults(), **{k: v for k, v in parsed.items() if k != "kind"}}
     if config["pipeline"] in OFFLINE_PIPELINES:
+        for key in ("selection", "region", "bounds"):
+            if config.get(key):
+                raise BadInputError(
+                    f"--{key} picks the source examples of an LLM pipeline; {config['pipeline']} takes "
+                    f"every example of --from (pass the selection itself as --from)"
+                )
         return create_offline_run(ws, config)
     for key in ("base_url", "model"):
         if not config.get(key):
@@ -113,6 +124,11 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
         table, meta = export_dataset(con, config["from"], what="source dataset")
         if dataset_exists(con, config["name"]):
             raise BadInputError(f"a dataset named '{config['name']}' already exists; choose another --name")
+        if config.get("region"):
+            sync(ws, con)  # the run's latest epochs: its map as the app draws it now
+        only, selection = restrict_sources(con, ws, config)
+    if only is not None:
+        table = table.filter(pc.is_in(table.column("example_id"), value_set=pa.array(sorted(only))))
     if meta["task"] != pipeline.task:
         raise BadInputError(
             f"the {pipeline.name} pipeline needs a {pipeline.task} dataset; '{config['from']}' is {meta['task']}"
@@ -132,6 +148,7 @@ def create_generate_run(ws: Workspace, values: dict[str, Any]) -> str:
         prompt_id=pipeline.template.id,
         prompt_version=pipeline.template.version,
         n_sources=sources.num_rows,
+        selection=selection,  # None: sampled from all of --from
     )
     return write_run(ws, f"gen-{config['name']}", config, {SOURCE_FILE: sources})
 
@@ -153,8 +170,9 @@ def announce_generate(config: dict[str, Any]) -> str:
         )
     if config["pipeline"] == "round-trip":
         return f"round-trip: {config['n_sources']} pairs of {config['from']} checked by run {config['run']}"
+    picked = f" ({origin(config)})" if config.get("selection") else ""
     return (
-        f"{config['pipeline']}: {config['n_sources']} source examples of {config['from']} -> "
+        f"{config['pipeline']}: {config['n_sources']} source examples of {config['from']}{picked} -> "
         f"{config['model']} at {config['endpoint_host']}, concurrency {config['concurrency']}"
     )
 
@@ -476,6 +494,25 @@ GENERATE = JobKind(
         ),
         Field("name", str, "the new dataset's name", required=True),
         Field(
+            "selection",
+            str,
+            "start from the examples of this saved selection of --from (dynascope select) instead of all of it",
+            when=only(*ASKS_LLM),
+        ),
+        Field(
+            "region",
+            str,
+            "augment-region: start from the examples --run's data map puts in this region",
+            choices=tuple(r for r in SELECTION_REGIONS if r != "random"),
+            when=only("augment-region"),
+        ),
+        Field(
+            "bounds",
+            str,
+            "with --region: the map's boundaries A,B [default: those fitted to the run]",
+            when=only("augment-region"),
+        ),
+        Field(
             "base_url",
             str,
             "the OpenAI-compatible endpoint (dynascope llm serve prints one)",
@@ -485,7 +522,7 @@ GENERATE = JobKind(
         Field(
             "n",
             int,
-            "source examples to sample (blend: the total)",
+            "source examples to sample (of the selection or region when given; blend: the total)",
             default=20,
             minimum=1,
             maximum=1_000_000,

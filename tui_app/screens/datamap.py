@@ -67,7 +67,8 @@ CHROME_H = 3  # header, title line, footer
 
 LEGEND = (  # at most SIDE_W - 2 characters a line
     "←→↑↓ move the lines  x a cell\n1-3/tab region  ⏎ examples\n"
-    "o colour  p class  g histograms\nd map diff  t robustness\nc case studies  0 reset"
+    "o colour  p class  g histograms\nd map diff  t robustness\nc case studies  0 reset\n"
+    "A more like the region (LLM)"
 )
 
 
@@ -86,6 +87,7 @@ class DataMapScreen(BaseScreen):
         Binding("t", "toggle_kind", "Cartography/robustness", id="datamap.toggle_kind", show=False),
         Binding("c", "cases", "Case studies", id="datamap.cases"),
         Binding("R", "retrain", "Retrain on region", id="datamap.retrain"),
+        Binding("A", "augment", "Augment region", id="datamap.augment", show=False),
         Binding("0", "reset", "Reset bounds", id="datamap.reset", show=False),
         # in the side panel's legend and in help, not the footer: each footer key is a widget to mount and style
         # on every open of the map
@@ -446,6 +448,63 @@ class DataMapScreen(BaseScreen):
                 f"{total} examples (move the map's boundaries to select a map region instead)"
             )
         self.app.open_jobs(new=True, preset=preset)  # type: ignore[attr-defined]
+
+    def action_augment(self) -> None:
+        """Ask an LLM for label-preserving rewrites of the selected region's examples (`augment-region`, checked
+        by this run): the jobs form opens preset with the run, the region and the boundaries on screen, and the
+        endpoint of the last generate job; ctrl+s launches it."""
+        if self.run is None:
+            return
+        if self.run.get("task") != "classification":
+            self.notify(
+                f"augment-region rewrites classification examples; run {self.run['run_id']} is a "
+                f"{self.run.get('task') or 'unknown'} run (for QA: generate --pipeline extra-answers or context)",
+                severity="warning",
+                timeout=6,
+            )
+            return
+        if self.label is not None:  # the counts on screen are one class's; the region holds every class
+            self.notify(
+                "augment-region rewrites the region's examples of every class: press p until the map shows "
+                "all classes",
+                timeout=4,
+            )
+            return
+        region = self.selected_region
+        shown = self.counts.get(region, 0)
+        if not shown:
+            self.notify(f"no example is in '{region}' with these boundaries", timeout=3)
+            return
+        bounds = self.bounds.of(self.kind)
+        preset: dict[str, Any] = {
+            "kind": "generate",
+            "pipeline": "augment-region",
+            "from": self.run["dataset"],
+            "run": self.run["run_id"],
+            "region": region,
+            "bounds": ",".join(f"{v:g}" for v in astuple(bounds)),
+            "n": shown,
+            "note": (
+                f"rewrites each of the {shown} examples the map puts in '{region}' "
+                f"({self.bounds.describe(self.kind)}); run {self.run['run_id']} checks each rewrite's label"
+            ),
+        }
+        self.open_augment_form(preset)
+
+    @work(thread=True, exclusive=True, group="augment", exit_on_error=False)
+    def open_augment_form(self, preset: dict[str, Any]) -> None:
+        """The new dataset's name (free in the catalog) and the endpoint of the last generate job."""
+        from engine.analysis.provenance import free_dataset_name, last_generate_endpoint
+
+        with self.catalog() as con:
+            preset["name"] = free_dataset_name(con, f"{preset['run']}-{preset['region']}-more")
+            endpoint = last_generate_endpoint(con)
+        if endpoint is None:
+            preset["note"] += "; give the endpoint's base url and model (dynascope llm serve prints them)"
+        else:
+            preset["base_url"], preset["model"] = endpoint
+            preset["note"] += f"; asks {endpoint[1]} at {endpoint[0]} (the last generate job's endpoint)"
+        self.app.call_from_thread(self.app.open_jobs, new=True, preset=preset)  # type: ignore[attr-defined]
 
     # ---- the cell cursor, colours, per-class maps, histograms, map diff -------------------------------------
 

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
@@ -23,6 +23,8 @@ from engine.analysis.examples import (
     prediction_span,
 )
 from engine.analysis.pages import METRICS
+from engine.analysis.provenance import Provenance, get_provenance
+from tui_app.provenance_view import parent_text, provenance_text
 from tui_app.screens.base import BaseScreen
 from tui_app.widgets import TrajectoryPlot
 
@@ -39,6 +41,7 @@ GOLD_STYLE = "bold black on green3"
 @dataclass
 class DetailLoaded(Message):
     detail: ExampleDetail
+    provenance: Provenance | None = None  # a generated example's: its parent and how it was made
 
 
 @dataclass
@@ -147,7 +150,10 @@ class DetailScreen(BaseScreen):
     ]
     DEFAULT_CSS = """
     DetailScreen #head { height: auto; padding: 0 1; background: $boost; }
-    DetailScreen #body { height: auto; padding: 1 1 0 1; }
+    DetailScreen #body-row { height: auto; }
+    DetailScreen #body { width: 1fr; height: auto; padding: 1 1 0 1; }
+    DetailScreen #parent { width: 1fr; height: auto; padding: 1 1 0 1; border-left: solid $panel; display: none; }
+    DetailScreen #provenance { height: auto; padding: 0 1; border-top: solid $panel; display: none; }
     DetailScreen #legend { height: auto; padding: 0 1; }
     DetailScreen #traj-text { height: auto; padding: 0 1; color: $text-muted; }
     DetailScreen #notes { height: auto; padding: 1 1; }
@@ -168,6 +174,7 @@ class DetailScreen(BaseScreen):
         self.dataset, self.example_id, self.run_id = dataset, example_id, run_id
         self.neighbour = neighbour  # the list it was opened from: the example `step` rows away
         self.detail: ExampleDetail | None = None
+        self.provenance: Provenance | None = None
         self.prompt_kind: str | None = None
         self.body_text = Text()
 
@@ -175,7 +182,10 @@ class DetailScreen(BaseScreen):
         yield Header()
         with VerticalScroll(id="scroll"):
             yield Static("loading ...", id="head")
-            yield Static("", id="body")
+            yield Static("", id="provenance")  # a generated example: how it was made, on the first screen
+            with Horizontal(id="body-row"):  # ... and its parent beside it
+                yield Static("", id="body")
+                yield Static("", id="parent")
             yield Static("", id="legend")
             yield TrajectoryPlot(id="trajectory")
             yield Static("", id="traj-text")
@@ -194,7 +204,8 @@ class DetailScreen(BaseScreen):
     def load(self) -> None:
         with self.catalog(do_sync=True) as con:
             detail = get_example(con, self.ws, self.dataset, self.example_id, self.run_id)
-        self.post_message(DetailLoaded(detail))
+            provenance = get_provenance(con, self.dataset, self.example_id)
+        self.post_message(DetailLoaded(detail, provenance))
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         detail = self.detail = message.detail
@@ -227,7 +238,10 @@ class DetailScreen(BaseScreen):
             if preds:
                 legend.append("predicted: " + "  ".join(f"epoch {shown_epoch(e)}={p}" for e, p in preds))
         self.body_text = body
+        if message.provenance is not None:  # beside its parent: say which side is which
+            body = Text.assemble(("generated example\n", "bold"), body)
         self.query_one("#body", Static).update(body)
+        self.show_provenance(message.provenance)
         self.query_one("#legend", Static).update(legend)
         plot = self.query_one(TrajectoryPlot)
         plot.display = bool(detail.trajectory)
@@ -241,6 +255,16 @@ class DetailScreen(BaseScreen):
         )
         self.query_one("#traj-text", Static).update(traj)
         self.show_annotations(detail.annotations)
+
+    def show_provenance(self, provenance: Provenance | None) -> None:
+        """A generated example: its parent beside it, and how it was made under both."""
+        self.provenance = provenance
+        parent = self.query_one("#parent", Static)
+        panel = self.query_one("#provenance", Static)
+        parent.display = panel.display = provenance is not None
+        if provenance is not None:
+            parent.update(parent_text(provenance))
+            panel.update(provenance_text(provenance))
 
     def show_annotations(self, annotations: list[dict[str, Any]]) -> None:
         tags = sorted({a["tag"] for a in annotations if a.get("tag")})

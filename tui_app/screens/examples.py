@@ -20,9 +20,11 @@ from engine.analysis.bounds import fitted_map_bounds
 from engine.analysis.datasets import list_datasets
 from engine.analysis.labelmix import map_label_mix
 from engine.analysis.pages import METRICS, ExampleFilter, count_rows, query_page
+from engine.analysis.provenance import GeneratedSummary, Provenance, generated_summary, get_provenance
 from engine.analysis.regions import REGIONS
 from engine.analysis.runs import get_run, latest_run_with_metrics
 from tui_app.page_table import Column, PageTable
+from tui_app.provenance_view import parent_line, provenance_text
 from tui_app.screens.base import BaseScreen
 
 PAGE_SIZE = 50  # rows a page (one LIMIT/OFFSET query)
@@ -67,6 +69,16 @@ class PageLoaded(Message):
     rows: list[tuple[Any, ...]]
     dataset: str
     elapsed_ms: float
+    generated: GeneratedSummary | None = None  # with a count: the dataset's generation records, if generated
+
+
+@dataclass
+class ProvenanceLoaded(Message):
+    """A generated example's provenance and parent, for the panel under the list."""
+
+    dataset: str
+    example_id: str
+    provenance: Provenance | None
 
 
 @dataclass
@@ -143,6 +155,7 @@ class ExamplesScreen(BaseScreen):
         Binding("t", "prompt('tag')", "Tag", id="examples.tag", show=False),
         Binding("x", "clear", "Clear filters", id="examples.clear", show=False),
         Binding("r", "retry", "Retry", id="examples.retry", show=False),
+        Binding("v", "rejected", "Rejected records", id="examples.rejected", show=False),
     ]
     DEFAULT_CSS = """
     ExamplesScreen #url { height: 1; padding: 0 1; background: $boost; }
@@ -154,6 +167,8 @@ class ExamplesScreen(BaseScreen):
     ExamplesScreen #prompt.-active, ExamplesScreen #prompt-label.-active { display: block; }
     ExamplesScreen PageTable { height: 1fr; }
     ExamplesScreen #page-status { height: 1; padding: 0 1; color: $text-muted; }
+    ExamplesScreen #provenance { height: auto; max-height: 10; padding: 0 1; border-top: solid $panel;
+                                 display: none; }
     """
 
     def __init__(
@@ -176,6 +191,11 @@ class ExamplesScreen(BaseScreen):
             False  # a submitted filter prompt stays open until its page loads (or says why not)
         )
         self.failed: tuple[ExampleFilter | None, int, bool] | None = None  # the load that `r` retries
+        self.generated: GeneratedSummary | None = (
+            None  # the dataset's generation, when a generate job made it
+        )
+        self.provenance: Provenance | None = None  # the highlighted generated example's, in the panel
+        self._provenance_timer: Any = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -185,6 +205,7 @@ class ExamplesScreen(BaseScreen):
         yield Input(id="prompt")
         yield Static("", id="load-error", markup=False)
         yield PageTable(id="examples")
+        yield Static("", id="provenance")
         yield Static("", id="page-status")
         yield Footer()
 
@@ -216,8 +237,11 @@ class ExamplesScreen(BaseScreen):
                 flt = replace(flt, bounds=fitted_map_bounds(con, flt.run_id))
             total = count_rows(con, flt) if count else None
             result = query_page(con, flt, PAGE_SIZE, page * PAGE_SIZE)
+            generated = generated_summary(con, flt.dataset) if count else None
             elapsed = (time.perf_counter() - started) * 1000
-            self.post_message(PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed))
+            self.post_message(
+                PageLoaded(flt, page, total, result.columns, result.rows, flt.dataset, elapsed, generated)
+            )
             if count:
                 self.post_message(MixShown(flt, self.region_mix(con, flt)))
             known = total if total is not None else self.total
@@ -284,6 +308,7 @@ class ExamplesScreen(BaseScreen):
         self.shown = PagePrefetched(message.filter, message.page, message.columns, message.rows)
         if message.total is not None:
             self.total = message.total
+            self.show_generated(message.generated)
         self.columns = message.columns
         self.show_rows()
         self.show_failure(None)
@@ -293,6 +318,63 @@ class ExamplesScreen(BaseScreen):
         self.update_header()
         self.prefetched = {p: m for p, m in self.prefetched.items() if abs(p - self.page) <= 1}
         self.call_after_refresh(self.mark_painted)
+
+    # ---- a generated dataset: the highlighted example's provenance and parent under the list --------------
+
+    def show_generated(self, generated: GeneratedSummary | None) -> None:
+        self.generated = generated
+        panel = self.query_one("#provenance", Static)
+        panel.display = generated is not None
+        if generated is None:
+            self.provenance = None
+        else:
+            panel.update(self.summary_text())
+
+    def summary_text(self) -> Text:
+        assert self.generated is not None
+        return Text(self.generated.line() + (" · v lists them" if self.generated.rejected else ""))
+
+    def action_rejected(self) -> None:
+        """A generated dataset's rejected records, with their reasons."""
+        if self.generated is None or self.filter is None:
+            self.notify("only a generated dataset has rejected records", timeout=3)
+            return
+        from tui_app.screens.rejected import RejectedScreen
+
+        self.app.push_screen(RejectedScreen(self.filter.dataset))
+
+    def on_page_table_cursor_moved(self, event: PageTable.CursorMoved) -> None:
+        event.stop()
+        if self.generated is None or self.filter is None:
+            return
+        if self._provenance_timer is not None:
+            self._provenance_timer.stop()
+        dataset, key = self.filter.dataset, event.row_key
+        # a moment after the cursor stops: holding a key down reads one row, not every row passed
+        self._provenance_timer = self.set_timer(0.1, lambda: self.load_provenance(dataset, key))
+
+    @work(thread=True, exclusive=True, group="provenance", exit_on_error=False)
+    def load_provenance(self, dataset: str, example_id: str) -> None:
+        with self.catalog() as con:
+            found = get_provenance(con, dataset, example_id)
+        self.post_message(ProvenanceLoaded(dataset, example_id, found))
+
+    def on_provenance_loaded(self, message: ProvenanceLoaded) -> None:
+        table = self.query_one(PageTable)
+        if self.generated is None or self.filter is None or message.dataset != self.filter.dataset:
+            return
+        if message.example_id != table.cursor_key:
+            return
+        self.provenance = message.provenance
+        text = self.summary_text()
+        if message.provenance is None:
+            text.append(f"\n{message.example_id}: no provenance record", style="italic")
+        else:
+            text.append("\n")
+            text.append_text(provenance_text(message.provenance))
+            text.append("\n")
+            text.append_text(parent_line(message.provenance))
+        self.query_one("#provenance", Static).update(text)
 
     def show_rows(self, keep_cursor: bool = False) -> None:
         """Lay out the page on screen for the screen's width now (each page and each resize)."""
