@@ -118,6 +118,10 @@ class FormSelect(Select[str]):
         self.call_after_refresh(self._focus_next_field)
 
     def _focus_next_field(self) -> None:
+        # a pick that lays the form out again (a generate pipeline) may have replaced this select meanwhile: the
+        # form then focuses its successor itself (JobForm.refocus)
+        if not self.is_attached:
+            return
         if self.screen.focused is self:
             self.screen.focus_next()
 
