@@ -48,16 +48,31 @@ class CliResult:
 
 def run_cli(ws: Workspace, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> CliResult:
     """`dynascope ARGS --workspace WS` in a subprocess, exactly as a user runs it."""
-    full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
-    proc = subprocess.run(
+    return finish_cli(start_cli(ws, *args, env=env), timeout=timeout)
+
+
+def start_cli(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """run_cli without waiting for it: several commands at once (say two trainings, one CPU thread each);
+    finish_cli collects each."""
+    return subprocess.Popen(
         [sys.executable, "-m", "tui_app", "--workspace", str(ws.root), *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        env=full_env,
+        env={**os.environ, **OFFLINE_ENV, **(env or {})},
         cwd=REPO,
     )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def finish_cli(proc: subprocess.Popen[str], timeout: float = 600) -> CliResult:
+    """Wait for a command start_cli started; past `timeout` it is killed and TimeoutExpired raised."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return CliResult(proc.returncode, stdout, stderr)
 
 
 @pytest.fixture
