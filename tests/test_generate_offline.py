@@ -46,7 +46,7 @@ def by_id(ws: Workspace, dataset: str) -> dict[str, dict]:
     return {e["example_id"]: e for e in examples(ws, dataset)}
 
 
-def test_blend_counts_ratio_determinism_and_sources(two_sources: Workspace) -> None:
+def test_blend_counts_ratio_determinism_and_sources(two_sources: Workspace, cli_in_process) -> None:
     ws = two_sources
     assert blend(ws, "mix", "--n", "8", "--ratio", "0.5", "--seed", "3")["status"] == "done"
     assert blend(ws, "mix-again", "--n", "8", "--ratio", "0.5", "--seed", "3")["status"] == "done"
@@ -86,8 +86,8 @@ def test_blend_counts_ratio_determinism_and_sources(two_sources: Workspace) -> N
          "--model", "m", "--run", "r"): "needs a classification dataset",
         ("--pipeline", "blend", "--from", SQUAD_NAME, "--generated", EXTRA_NAME, "--name", "mix"): "already exists",
     }  # fmt: skip
-    for args, message in bad.items():
-        result = run_cli(ws, "generate", *args)
+    for args, message in bad.items():  # refusals in this process: the same click command, no job started
+        result = cli_in_process(ws, "generate", *args)
         assert result.code == 2 and message in result.stderr, (args, result.stderr)
     assert sorted(p.name for p in ws.run_dir("x").parent.iterdir()) == runs_before  # nothing changed
 
