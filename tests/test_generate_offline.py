@@ -13,7 +13,7 @@ import pytest
 from engine.generation.server import LocalServer
 from engine.tasks.squad_metric import best_over_golds
 from storage.workspace import Workspace
-from tests.conftest import run_cli
+from tests.conftest import finish_cli, run_cli, start_cli
 from tests.test_generate_job import examples, generate, provenance
 
 pytest_plugins = ["tests.llm_fixtures"]  # gen_ws, llm_server
@@ -103,14 +103,17 @@ def test_round_trip_verdicts_equal_a_recount_then_the_whole_chain(
     )
     run_id = trained["run_id"]
     threshold = 0.2
-    done = cli_json(
-        ws, "generate", "--pipeline", "round-trip", "--from", EXTRA_NAME, "--run", run_id,
-        "--threshold", str(threshold), "--name", "checked",
-    )  # fmt: skip
+    # the recount: the run's own predictions on the same pairs (`dynascope eval`, made meanwhile), scored below
+    recount = start_cli(ws, "eval", run_id, EXTRA_NAME, "--json", env=ONE_THREAD)
+    try:
+        done = cli_json(
+            ws, "generate", "--pipeline", "round-trip", "--from", EXTRA_NAME, "--run", run_id,
+            "--threshold", str(threshold), "--name", "checked",
+        )  # fmt: skip
+    finally:
+        evaluated = finish_cli(recount)
     assert done["status"] == "done"
-
-    # the recount: the run's own predictions on the same pairs (`dynascope eval`), scored here
-    cli_json(ws, "eval", run_id, EXTRA_NAME)
+    assert evaluated.code == 0, evaluated.stderr
     predictions = pq.read_table(ws.run_dir(run_id) / "eval" / f"{EXTRA_NAME}.parquet").to_pylist()
     pairs = by_id(ws, EXTRA_NAME)
     expected = {}
