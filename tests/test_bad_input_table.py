@@ -5,6 +5,11 @@ returns the CLI arguments, the expected exit code and a regular expression the s
 whitespace is collapsed), naming the place: the file and line, the row, the question id, the option. Every case
 also asserts: no traceback on stderr, and the catalog exactly as it was (a full dump before and after).
 
+Most cases run the CLI in this process (tests/conftest.py cli_in_process: the same click command, a process start
+cheaper); the few marked `own_process` run it as a user does, a separate process through `python -m tui_app`, so
+the console script, real exit codes and real stderr stay covered, and so does a lock another process holds. An
+in-process case also asserts the command left no file of the workspace open.
+
 To add a case, append a `Case` to `CASES` (or to a group below). A setup may change the workspace copy (write a
 broken run folder, take a lock, make it read-only): it is a fresh copy of the seeded workspace for every case,
 and the "before" dump is taken after the setup. `{tmp}` and `{ws}` in the pattern stand for those folders.
@@ -19,14 +24,14 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from storage.workspace import Workspace
 from tests.catalog_dump import dump_catalog
-from tests.conftest import run_cli
+from tests.conftest import CliResult, open_files_under, run_cli
 
 GOOD_TSV = "sentence\tlabel\na fine film\t1\na dull film\t0\n"
 SEEDED = "existing"  # the dataset every workspace copy holds
@@ -59,6 +64,7 @@ class Case:
     setup: Callable[[Ctx], list[str]]  # writes the bad input, returns the CLI arguments
     pattern: str  # a regex the collapsed stderr must match; {tmp}, {ws} are replaced (escaped)
     code: int | tuple[int, ...] = 2
+    own_process: bool = False  # run the CLI as a subprocess (run_cli), not in this process
 
 
 def imp(path: Path, *extra: str, name: str = "x") -> list[str]:
@@ -157,6 +163,7 @@ PATH_CASES = [
         "missing-file",
         lambda ctx: imp(ctx.tmp / "nope.csv"),
         r"{tmp}/nope\.csv: no such file; check the path",
+        own_process=True,
     ),
     Case("unreadable-file", unreadable, UNREADABLE),
     # readable to nobody, root included: reading /proc/<pid>/mem at offset 0 is an I/O error
@@ -208,11 +215,14 @@ BYTE_CASES = [
     file_case(
         "not-gzip-but-gz", "t.tsv.gz", GOOD_TSV, r"{tmp}/t\.tsv\.gz: not a gzip file although it ends in"
     ),
-    file_case(
-        "latin1-not-utf8",
-        "l.tsv",
-        "sentence\tlabel\nok\t1\ncaf\xe9\t0\n".encode("latin-1"),
-        r"{tmp}/l\.tsv:3: not valid UTF-8 .*iconv",
+    replace(
+        file_case(
+            "latin1-not-utf8",
+            "l.tsv",
+            "sentence\tlabel\nok\t1\ncaf\xe9\t0\n".encode("latin-1"),
+            r"{tmp}/l\.tsv:3: not valid UTF-8 .*iconv",
+        ),
+        own_process=True,
     ),
     file_case(
         "utf16-with-bom", "u.csv", "text,label\na,1\n".encode("utf-16"), r"{tmp}/u\.csv: the file is UTF-16"
@@ -620,7 +630,12 @@ OPTION_CASES = [
     ),
     Case("train-lr-inf", cmd("train", SEEDED, "--lr", "inf"), r"--lr.*inf is not a finite number"),
     Case("train-lr-nan", cmd("train", SEEDED, "--lr", "nan"), r"--lr.*nan is not a finite number"),
-    Case("train-epochs-0", cmd("train", SEEDED, "--epochs", "0"), r"--epochs.* must be >= 1.*got 0"),
+    Case(
+        "train-epochs-0",
+        cmd("train", SEEDED, "--epochs", "0"),
+        r"--epochs.* must be >= 1.*got 0",
+        own_process=True,  # a click usage error: its exit code 2 and message from the console script
+    ),
     Case("train-batch-size-negative", cmd("train", SEEDED, "--batch-size", "-1"), r"--batch-size.*got -1"),
     Case("train-unknown-dataset", cmd("train", "nosuch"), r"no dataset named 'nosuch'; known: existing"),
     Case("sql-delete", cmd("sql", "DELETE FROM runs"), r"got a DELETE statement"),
@@ -684,10 +699,16 @@ WORKSPACE_CASES = [
         broken_run("runs"),
         r"run 'bad' is broken.*config\.json is not valid JSON",
         0,
+        own_process=True,  # a note printed once per process
     ),
     Case("sql-beside-broken-run", broken_run("sql", "SELECT 1"), r"run 'bad' is broken", 0),
     Case("datasets-beside-broken-run", broken_run("datasets"), r"run 'bad' is broken", 0),
-    Case("resume-held-run", held_run, r"run 'held' is already running \(pid \d+\); one job per run folder"),
+    Case(
+        "resume-held-run",
+        held_run,
+        r"run 'held' is already running \(pid \d+\); one job per run folder",
+        own_process=True,  # the lock holder and the refused job are separate processes, as in use
+    ),
     Case(
         "sql-explain-analyze-copy",
         lambda ctx: ["sql", f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{ctx.tmp}/o.csv'"],
@@ -738,8 +759,16 @@ def test_case_ids_are_unique() -> None:
     assert len(CASES) >= 40
 
 
+def test_some_cases_run_in_their_own_process() -> None:
+    own = [c.id for c in CASES if c.own_process]
+    assert 3 <= len(own) <= len(CASES) // 10, own  # the console-script path covered; the rest cheap
+
+
+@pytest.mark.timeout(60)  # a case that hangs (a FIFO opened, /dev/zero read) fails, as run_cli's timeout did
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, seeded_template: Workspace, tmp_path: Path, data_dir: Path) -> None:
+def test_bad_input(
+    case: Case, seeded_template: Workspace, tmp_path: Path, data_dir: Path, cli_in_process
+) -> None:
     ws = Workspace(tmp_path / "ws")
     shutil.copytree(seeded_template.root, ws.root, symlinks=True)
     files = tmp_path / "in"
@@ -749,7 +778,13 @@ def test_bad_input(case: Case, seeded_template: Workspace, tmp_path: Path, data_
         args = case.setup(ctx)
         before = dump_catalog(ws)
         assert before, "the seeded catalog is empty"
-        result = run_cli(ws, *args, env=ctx.env, timeout=60)
+        result: CliResult
+        left_open: list[str] = []
+        if case.own_process:
+            result = run_cli(ws, *args, env=ctx.env, timeout=60)
+        else:
+            result = cli_in_process(ws, *args, env=ctx.env)
+            left_open = open_files_under(ws.root)
         after = dump_catalog(ws)
     finally:
         for undo in ctx.cleanup:
@@ -763,6 +798,8 @@ def test_bad_input(case: Case, seeded_template: Workspace, tmp_path: Path, data_
     pattern = case.pattern.replace("{tmp}", re.escape(str(files))).replace("{ws}", re.escape(str(ws.root)))
     assert re.search(pattern, message), f"{pattern!r} not found in {message!r}"
     assert after == before, "the catalog changed"
+    if not case.own_process:
+        assert left_open == [], f"the command left workspace files open: {left_open}"
 
 
 def restore(folder: Path) -> None:

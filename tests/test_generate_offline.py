@@ -13,7 +13,7 @@ import pytest
 from engine.generation.server import LocalServer
 from engine.tasks.squad_metric import best_over_golds
 from storage.workspace import Workspace
-from tests.conftest import run_cli
+from tests.conftest import finish_cli, run_cli, start_cli
 from tests.test_generate_job import examples, generate, provenance
 
 pytest_plugins = ["tests.llm_fixtures"]  # gen_ws, llm_server
@@ -46,7 +46,7 @@ def by_id(ws: Workspace, dataset: str) -> dict[str, dict]:
     return {e["example_id"]: e for e in examples(ws, dataset)}
 
 
-def test_blend_counts_ratio_determinism_and_sources(two_sources: Workspace) -> None:
+def test_blend_counts_ratio_determinism_and_sources(two_sources: Workspace, cli_in_process) -> None:
     ws = two_sources
     assert blend(ws, "mix", "--n", "8", "--ratio", "0.5", "--seed", "3")["status"] == "done"
     assert blend(ws, "mix-again", "--n", "8", "--ratio", "0.5", "--seed", "3")["status"] == "done"
@@ -86,8 +86,8 @@ def test_blend_counts_ratio_determinism_and_sources(two_sources: Workspace) -> N
          "--model", "m", "--run", "r"): "needs a classification dataset",
         ("--pipeline", "blend", "--from", SQUAD_NAME, "--generated", EXTRA_NAME, "--name", "mix"): "already exists",
     }  # fmt: skip
-    for args, message in bad.items():
-        result = run_cli(ws, "generate", *args)
+    for args, message in bad.items():  # refusals in this process: the same click command, no job started
+        result = cli_in_process(ws, "generate", *args)
         assert result.code == 2 and message in result.stderr, (args, result.stderr)
     assert sorted(p.name for p in ws.run_dir("x").parent.iterdir()) == runs_before  # nothing changed
 
@@ -103,14 +103,17 @@ def test_round_trip_verdicts_equal_a_recount_then_the_whole_chain(
     )
     run_id = trained["run_id"]
     threshold = 0.2
-    done = cli_json(
-        ws, "generate", "--pipeline", "round-trip", "--from", EXTRA_NAME, "--run", run_id,
-        "--threshold", str(threshold), "--name", "checked",
-    )  # fmt: skip
+    # the recount: the run's own predictions on the same pairs (`dynascope eval`, made meanwhile), scored below
+    recount = start_cli(ws, "eval", run_id, EXTRA_NAME, "--json", env=ONE_THREAD)
+    try:
+        done = cli_json(
+            ws, "generate", "--pipeline", "round-trip", "--from", EXTRA_NAME, "--run", run_id,
+            "--threshold", str(threshold), "--name", "checked",
+        )  # fmt: skip
+    finally:
+        evaluated = finish_cli(recount)
     assert done["status"] == "done"
-
-    # the recount: the run's own predictions on the same pairs (`dynascope eval`), scored here
-    cli_json(ws, "eval", run_id, EXTRA_NAME)
+    assert evaluated.code == 0, evaluated.stderr
     predictions = pq.read_table(ws.run_dir(run_id) / "eval" / f"{EXTRA_NAME}.parquet").to_pylist()
     pairs = by_id(ws, EXTRA_NAME)
     expected = {}

@@ -19,6 +19,7 @@ from storage.steplog import read_steps
 
 N = 48
 ARGS = ["--limit", str(N), "--max-length", "64", "--epochs", "2", "--batch-size", "8", "--seed", "11"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # every job alike (the reference trains beside the killed run)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def start_detached(ws):  # noqa: ANN001, ANN201
     """`dynascope train --detach`; returns the run id, its folder and its first `running` event."""
     from tests.conftest import run_cli
 
-    started = run_cli(ws, "train", "sst2", *ARGS, "--detach", "--json")
+    started = run_cli(ws, "train", "sst2", *ARGS, "--detach", "--json", env=ONE_THREAD)
     assert started.code == 0, started.stderr
     run_id = started.json()["run_id"]
     run_dir = ws.run_dir(run_id)
@@ -85,27 +86,18 @@ def start_detached(ws):  # noqa: ANN001, ANN201
 
 
 def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(sst2_ws):
-    from tests.conftest import run_cli
+    from tests.conftest import finish_cli, start_cli
 
     ws = sst2_ws
-    run_id, run_dir, running = start_detached(ws)
-    # mid-epoch: epoch 0 is complete (checkpointed) and epoch 1 has begun
-    wait_for(run_dir, lambda e: e["type"] == "progress" and e["epoch"] == 1)
-    os.kill(running["pid"], signal.SIGKILL)
-    wait_gone(running["pid"])
-    assert not (run_dir / "dynamics" / "epoch=001").exists()  # partial-epoch rows never reach disk
-    jobs = {j["run_id"]: j for j in run_cli(ws, "jobs", "--json").json()}
-    assert jobs[run_id]["status"] == "interrupted" and jobs[run_id]["alive"] is False
-    assert jobs[run_id]["epochs_done"] == 1
-
-    resumed = run_cli(ws, "train", "--resume", run_id, "--json")
-    assert resumed.code == 0, resumed.stderr
-    assert resumed.json()["status"] == "done" and resumed.json()["epochs_done"] == 2
-    assert any("resumed after epoch 1" in str(e.get("message")) for e in read_events(run_dir))
-
-    reference = run_cli(ws, "train", "sst2", *ARGS, "--json")
-    assert reference.code == 0, reference.stderr
-    ref_id = reference.json()["run_id"]
+    # the uninterrupted run with the same seed, training meanwhile (one CPU thread each), compared at the end
+    reference = start_cli(ws, "train", "sst2", *ARGS, "--json", env=ONE_THREAD)
+    try:
+        run_id, run_dir = kill_9_mid_epoch_then_resume(ws)
+    finally:
+        done = finish_cli(reference)
+    assert done.code == 0, done.stderr
+    ref_id = done.json()["run_id"]
+    assert ref_id != run_id
 
     got, want = shard_rows(ws, run_id), shard_rows(ws, ref_id)
     assert len(got) == len(want) == 2 * N
@@ -129,6 +121,27 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(sst2_ws):
         assert g["loss"] == pytest.approx(w["loss"], abs=1e-5) and g["accuracy"] == w["accuracy"]
     # the finished run dropped its resume checkpoint but kept the final model for `dynascope eval`
     assert not (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "model").is_dir()
+
+
+def kill_9_mid_epoch_then_resume(ws):  # noqa: ANN001, ANN201
+    """A detached run killed with -9 in its second epoch, then `train --resume` to the end: (run id, folder)."""
+    from tests.conftest import run_cli
+
+    run_id, run_dir, running = start_detached(ws)
+    # mid-epoch: epoch 0 is complete (checkpointed) and epoch 1 has begun
+    wait_for(run_dir, lambda e: e["type"] == "progress" and e["epoch"] == 1)
+    os.kill(running["pid"], signal.SIGKILL)
+    wait_gone(running["pid"])
+    assert not (run_dir / "dynamics" / "epoch=001").exists()  # partial-epoch rows never reach disk
+    jobs = {j["run_id"]: j for j in run_cli(ws, "jobs", "--json").json()}
+    assert jobs[run_id]["status"] == "interrupted" and jobs[run_id]["alive"] is False
+    assert jobs[run_id]["epochs_done"] == 1
+
+    resumed = run_cli(ws, "train", "--resume", run_id, "--json", env=ONE_THREAD)
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["status"] == "done" and resumed.json()["epochs_done"] == 2
+    assert any("resumed after epoch 1" in str(e.get("message")) for e in read_events(run_dir))
+    return run_id, run_dir
 
 
 def test_sigterm_ends_the_job_as_cancelled(sst2_ws):

@@ -16,7 +16,7 @@ from engine.cli.main import cli
 from engine.tasks.squad_metric import normalize_answer
 from storage.artifacts import read_config
 from storage.workspace import Workspace
-from tests.conftest import run_cli
+from tests.conftest import finish_cli, run_cli, start_cli
 from tests.test_evaluation import predictions
 from tests.test_squad_metric import v20_evaluate
 from tests.test_training_qa import shard_rows
@@ -59,13 +59,18 @@ def v2_runs(tmp_path_factory, data_dir):
         path = tmp / f"{name}.json"
         path.write_text(json.dumps(content))
         assert run_cli(ws, "import", str(path), "--name", f"sq2-{name}").code == 0
-    runs = {}
-    for objective in ("cls", "uniform-null"):
-        result = run_cli(
+    training = {  # both runs at once, one CPU thread each
+        objective: start_cli(
             ws,
             *("train", "sq2-train", "--qa-objective", objective, "--max-length", "128", "--epochs", "1"),
             *("--batch-size", "8", "--lr", "1e-4", "--eval", "sq2-eval", "--json"),
+            env={"OMP_NUM_THREADS": "1"},
         )
+        for objective in ("cls", "uniform-null")
+    }
+    runs = {}
+    for objective, proc in training.items():
+        result = finish_cli(proc)
         assert result.code == 0, result.stderr
         runs[objective] = result.json()
     return ws, runs, {name: golds for name, (_, golds) in subsets.items()}
