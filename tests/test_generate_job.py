@@ -178,9 +178,9 @@ def test_faults_then_kill_and_resume(
     killed with -9 once a few results are stored, then resumed: every good result kept, every failure counted with
     its reason, no duplicate example, and no request repeated for a result stored before the kill."""
     fault_proxy.settings.latency_s = 0.3
-    # past the job's --timeout 10, which leaves room for a request queued behind another (the server answers one
-    # request at a time, a few seconds each on a busy 2-core machine)
-    fault_proxy.settings.hang_s = 11.0
+    # past the job's --timeout 20, which leaves room for a request queued behind another (the server answers one
+    # request at a time, a few seconds each on a busy 2-core machine; at 10 a loaded machine saw extra timeouts)
+    fault_proxy.settings.hang_s = 21.0
     contexts = []
     with open_catalog(gen_ws) as con:
         contexts = [
@@ -214,7 +214,7 @@ def test_faults_then_kill_and_resume(
         "--concurrency",
         "2",
         "--timeout",
-        "10",
+        "20",
         "--max-retries",
         "2",
     ]

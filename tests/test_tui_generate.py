@@ -240,6 +240,7 @@ def test_generation_figures_from_progress_then_from_the_written_dataset(ws: Work
     assert running.rejected == {"too-long": 1} and running.failed == {}
     assert (running.requests, running.cache_hits) == (USAGE["requests"], USAGE["cache_hits"])
     assert running.tokens == USAGE["prompt_tokens"] + USAGE["completion_tokens"]
+    assert follower.progress().label == "items 2/3  66%"  # a generate job counts items, not epochs
 
     write_generate_run(ws, "gen-done", ENTRIES, done=True)
     follower = JobFollower(ws.run_dir("gen-done"))
@@ -250,4 +251,5 @@ def test_generation_figures_from_progress_then_from_the_written_dataset(ws: Work
     assert summary["rejected"] == {"too-long": 1, "request:timeout": 1}
     assert (done.done, done.total, done.accepted) == (3, 3, summary["accepted"])
     assert done.rejected == {"too-long": 1} and done.failed == {"timeout": 1}
+    assert follower.progress().label == "items 3/3  100%"
     assert JobFollower(ws.run_dir("gen-done")).generation() is None  # nothing read yet: nothing to show

@@ -70,7 +70,9 @@ class JobProgress:
     eta_s: float | None = None
     examples_per_s: float | None = None
     loss: float | None = None
-    unit: str = "epoch"  # what the job counts through: epochs, or (evaluate) evaluation sets
+    unit: str = (
+        "epoch"  # what the job counts through: epochs, (evaluate) evaluation sets, or (generate) items
+    )
 
     @property
     def epoch_fraction(self) -> float | None:
@@ -110,7 +112,11 @@ class JobProgress:
     @property
     def label(self) -> str:
         """The one way every view writes a job's progress: `epoch i/n  p%` (i 1-based, as `epoch_number`; p the
-        overall share, rounded down so 100% means done)."""
+        overall share, rounded down so 100% means done); a job that counts items in one pass (generate) writes
+        `items d/t  p%`."""
+        if self.unit == "item":
+            done = self.total if self.status == "done" else self.step
+            return f"items {done}/{self.total or '?'}  {int(100.0 * self.fraction)}%"
         return f"{self.unit} {self.epoch_number}/{self.n_epochs or '?'}  {int(100.0 * self.fraction)}%"
 
     def steps(self, n_epochs: int | None = None) -> tuple[int, int]:

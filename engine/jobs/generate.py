@@ -295,6 +295,7 @@ class Progress:
             n_epochs=1,
             step=len(self.entries),
             total=self.total,
+            unit="item",
             eta_s=round(eta, 1) if eta is not None else None,
             generation={**counts, **usage},
         )

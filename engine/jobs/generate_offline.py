@@ -10,6 +10,7 @@ runs its model outside the launcher like any job.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,13 @@ def run_round_trip(run_dir: Path, config: dict[str, Any], flag: Any) -> dict[str
     model = load_run_model(source_dir, cfg)
     meta = {"task": "qa", "version": "v1.1"}
 
-    def on_batch(done: int, total: int) -> None:
-        append_event(run_dir, "progress", epoch=0, n_epochs=1, step=done, total=total)
+    last = [0.0]
+
+    def on_batch(done: int, total: int) -> None:  # at most one progress event a second, and the last batch's
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done >= total:
+            last[0] = now
+            append_event(run_dir, "progress", epoch=0, n_epochs=1, step=done, total=total, unit="item")
 
     scored = score_table(
         source_dir, model, cfg, config["from"], table, meta, stop=lambda: flag.requested, on_batch=on_batch
