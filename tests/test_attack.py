@@ -269,7 +269,8 @@ async def test_the_apps_job_form_makes_the_same_attack_request(trained):
             "sst2",
             "char-swap",
         )
-        assert form.value("max_queries") == "200" and form.value("budget") == "0.5"
+        assert form.value("max_queries") == "200" and form.value("max_change") == "0.3"
+        assert not form.query("#f-budget")  # a PGD setting: not asked for a char-swap
         form.query_one("#f-limit").value = "5"
         spec = form.collect()
     assert spec["kind"] == "attack" and spec["method"] == "char-swap" and spec["limit"] == 5

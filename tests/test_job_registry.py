@@ -189,3 +189,19 @@ def test_form_conditions_name_a_choice_field_of_their_kind() -> None:
             assert controller.choices and controller.form, (kind.name, f.name)
             assert values and set(values) <= set(controller.choices), (kind.name, f.name, values)
     assert conditional  # the generate kind's pipeline-specific fields at least
+
+
+def test_the_attack_form_shows_only_the_chosen_method_s_settings() -> None:
+    """A QA attack's form asks nothing about word swaps or PGD; each classification method shows its own."""
+    from tui_app.screens.jobs import FormContext, JobForm
+
+    context = FormContext(datasets={"squad": "qa", "sst2": "classification"}, runs=["r1"])
+    shown = {
+        method: [f.name for f in JobForm(context, preset={"kind": "attack", "method": method}).form_fields()]
+        for method in ("pgd", "word-swap", "char-swap", "negation", "entity-rename")
+    }
+    common = ["run", "dataset", "method", "limit"]
+    assert shown["pgd"] == [*common, "max_queries", "seed", "steps", "budget"]
+    assert shown["word-swap"] == [*common, "max_queries", "seed", "max_change", "min_similarity"]
+    assert shown["char-swap"] == [*common, "max_queries", "seed", "max_change"]
+    assert shown["negation"] == shown["entity-rename"] == [*common, "seed"]

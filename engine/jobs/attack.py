@@ -373,7 +373,12 @@ ATTACK = JobKind(
         Field("method", str, "the attack", required=True, choices=METHODS),
         Field("limit", int, "attack the first N examples only", minimum=1),
         Field(
-            "max_queries", int, "model queries per example at most, the clean one included", 200, minimum=1
+            "max_queries",
+            int,
+            "model queries per example at most, the clean one included",
+            200,
+            minimum=1,
+            when=("method", CLASSIFICATION_METHODS),
         ),
         Field("seed", int, "seed of the attack's random choices", 0, minimum=0),
         Field(
@@ -384,6 +389,7 @@ ATTACK = JobKind(
             minimum=0,
             maximum=1,
             exclusive_minimum=True,
+            when=("method", ("char-swap", "word-swap")),
         ),
         Field(
             "min_similarity",
@@ -392,8 +398,17 @@ ATTACK = JobKind(
             0.8,
             minimum=-1,
             maximum=1,
+            when=("method", ("word-swap",)),
         ),
-        Field("steps", int, "pgd: ascent steps from a zero perturbation", 8, minimum=0, maximum=1000),
+        Field(
+            "steps",
+            int,
+            "pgd: ascent steps from a zero perturbation",
+            8,
+            minimum=0,
+            maximum=1000,
+            when=("method", ("pgd",)),
+        ),
         Field(
             "budget",
             float,
@@ -402,6 +417,7 @@ ATTACK = JobKind(
             0.5,
             minimum=0,
             exclusive_minimum=True,
+            when=("method", ("pgd",)),
         ),
         Field(
             "step_size",
