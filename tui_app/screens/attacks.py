@@ -134,7 +134,7 @@ class AttacksScreen(BaseScreen):
         ids = [r["run_id"] for r in self.attacks]
         if not ids:
             self.query_one("#attacks-title", Static).update(
-                "no attacks yet: launch one from the jobs screen (kind attack) or `dynascope attack`"
+                "no attacks yet: `dynascope attack`, or n on the jobs screen (kind attack)"
             )
             self.mark_painted()
             return
