@@ -13,6 +13,16 @@ from pathlib import Path
 
 import pytest
 
+# the fixture plugins and helpers that test modules also import by name: rewritten asserts wherever they are
+# imported first (else pytest warns that an already imported plugin cannot be rewritten)
+pytest.register_assert_rewrite(
+    "tests.real_run_fixtures",
+    "tests.llm_fixtures",
+    "tests.tui_fixtures",
+    "tests.qa_v2_fixture",
+    "tests.generate_fixture",
+)
+
 from storage.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
