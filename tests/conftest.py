@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from storage.workspace import Workspace
+
 # the fixture plugins and helpers that test modules also import by name: rewritten asserts wherever they are
 # imported first (else pytest warns that an already imported plugin cannot be rewritten)
 pytest.register_assert_rewrite(
@@ -23,7 +25,6 @@ pytest.register_assert_rewrite(
     "tests.generate_fixture",
 )
 
-from storage.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DYNASCOPE_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
