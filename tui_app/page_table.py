@@ -72,7 +72,9 @@ class PageTable(ScrollView, can_focus=True):
     }
     """
 
-    class RowSelected(Message):
+    class RowMessage(Message):
+        """A message about one row of the table (its key)."""
+
         def __init__(self, table: PageTable, row_key: str) -> None:
             super().__init__()
             self.table = table
@@ -82,17 +84,11 @@ class PageTable(ScrollView, can_focus=True):
         def control(self) -> PageTable:
             return self.table
 
-    class CursorMoved(Message):
+    class RowSelected(RowMessage):
+        """Enter on a row."""
+
+    class CursorMoved(RowMessage):
         """The cursor is on another row (a new page puts it on the first): for a panel about the row."""
-
-        def __init__(self, table: PageTable, row_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.row_key = row_key
-
-        @property
-        def control(self) -> PageTable:
-            return self.table
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
